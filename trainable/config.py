@@ -1,0 +1,335 @@
+"""`TrialConfig`: every knob of one trial, with the paper's defaults, validated in one place.
+
+Knob names are the project's single vocabulary (DESIGN.md "Conventions"): the same name is a
+TrialConfig field, a YAML space key, a ``--set`` key, an MLflow param and a ``param.<name>`` column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Mapping
+
+# Named methods (METHOD_SPEC.md sections 2, 3, 3.3): method -> (objective, adversary, views).
+METHODS: dict[str, tuple[str, str, str]] = {
+    "cf-amc-ssl": ("emp", "free", "crop"),
+    "robust-emp-ssl": ("emp", "pgd", "crop"),
+    "emp-ssl": ("emp", "none", "crop"),
+    "simclr": ("simclr", "none", "crop"),
+    "robust-simclr": ("simclr", "pgd", "crop"),
+    "free-simclr": ("simclr", "free", "crop"),
+}
+OBJECTIVES = ("emp", "simclr")
+ADVERSARIES = ("none", "pgd", "free")
+VIEW_FAMILIES = ("crop", "patch")
+DATASETS = ("cifar10", "cifar100", "fashion-mnist", "embedded", "synthetic")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Metric names reported by `trainable.loop.train` (the contract with orchestrator and analysis).
+BASE_METRICS = ("clean_acc", "robust_acc", "train_loss", "epoch", "train_seconds", "samples_per_second")
+
+
+class ConfigError(ValueError):
+    """A bad trial setting; the message is one line naming the key and what is allowed."""
+
+
+def parse_number(text: Any) -> float:
+    """Parse ``0.03``, ``8/255`` or ``1e-4`` (or pass a number through) into a float."""
+    if isinstance(text, bool):
+        raise ConfigError(f"expected a number, got {text!r}")
+    if isinstance(text, (int, float)):
+        return float(text)
+    if isinstance(text, str):
+        s = text.strip()
+        try:
+            if "/" in s:
+                num, den = s.split("/", 1)
+                return float(Fraction(num.strip())) / float(Fraction(den.strip()))
+            return float(s)
+        except (ValueError, ZeroDivisionError):
+            pass
+    raise ConfigError(f"expected a number such as 0.03 or 8/255, got {text!r}")
+
+
+def metric_name_for_epsilon(eps: float) -> str:
+    """``robust_acc@4/255`` for eps = 4/255; other values keep 4 decimals (``robust_acc@0.0300``)."""
+    k = eps * 255
+    if abs(k - round(k)) < 1e-6:
+        return f"robust_acc@{int(round(k))}/255"
+    return f"robust_acc@{eps:.4f}"
+
+
+@dataclass
+class TrialConfig:
+    """One trial's settings. Defaults are the paper's CF-AMC-SSL (METHOD_SPEC.md section 3.2)."""
+
+    # --- what is trained -------------------------------------------------------------------------
+    method: str | None = "cf-amc-ssl"  # a name from METHODS, or None to spell it out below
+    objective: str | None = None  # emp | simclr (filled from method when None)
+    adversary: str | None = None  # none | pgd | free
+    views: str | None = None  # crop | patch
+    # --- data ------------------------------------------------------------------------------------
+    dataset: str = "cifar10"
+    data_dir: str | None = None
+    train_images: int = 0  # 0 = the whole train split; else a class-balanced subset
+    # --- schedule and sizes ------------------------------------------------------------------------
+    epochs: int = 10
+    batch_size: int = 100
+    num_crops: int = 16
+    # --- adversary (sections 2, 3) -----------------------------------------------------------------
+    epsilon: float = 8 / 255
+    alpha: float = 0.01
+    replay_steps: int = 3  # m, free AT only
+    pgd_steps: int = 5  # K, PGD only
+    # --- loss (section 1.3, 3.3) ------------------------------------------------------------------
+    lambda_inv: float = 200.0
+    lambda_tcr: float = 1.0
+    tcr_eps: float = 0.2
+    temperature: float = 0.07
+    # --- optimiser (section 1.4) -------------------------------------------------------------------
+    lr: float = 0.3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    lars_eta: float = 0.005
+    # --- reference-code quirks, off by default (sections 2, 3.2, 6) ----------------------------------
+    accumulate_attack_grads: bool = False  # PGD: attack backward passes add into parameter grads
+    faithful_schedule: bool = False  # free AT: cosine T_max not multiplied by m (cyclic LR)
+    # --- model (section 1.2) ------------------------------------------------------------------------
+    width: int = 64
+    blocks_per_stage: int = 2
+    feature_dim: int = 4096
+    hidden_dim: int = 4096
+    z_dim: int = 0  # 0 = objective default: 1024 for EMP, 128 for SimCLR
+    # --- evaluation (section 4) ----------------------------------------------------------------------
+    eval_every: int = 0  # evaluate every k epochs; 0 = only at the end
+    eval_epsilon: float = 8 / 255  # the epsilon of `robust_acc`
+    eval_epsilons: tuple[float, ...] = (4 / 255, 8 / 255)  # each gives `robust_acc@{eps}`
+    eval_pgd_steps: int = 20
+    eval_alpha: float = 0.01
+    eval_images: int = 0  # test images used; 0 = the whole test split
+    probe_images: int = 0  # train images the linear probe is fitted on; 0 = the pre-training set
+    probe_epochs: int = 20
+    probe_lr: float = 3e-4
+    probe_batch_size: int = 256
+    ncrop_eval: int = 0  # n-crop aggregation accuracy with n views (0 = off)
+    # --- run -------------------------------------------------------------------------------------
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+
+    # ------------------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def resolved(self) -> tuple[str, str, str]:
+        """(objective, adversary, views) after expanding `method`."""
+        return self.objective, self.adversary, self.views  # type: ignore[return-value]
+
+    @property
+    def effective_z_dim(self) -> int:
+        if self.z_dim:
+            return self.z_dim
+        return 1024 if self.objective == "emp" else 128
+
+    def metric_names(self) -> list[str]:
+        """Every metric name `train` reports for this config."""
+        names = list(BASE_METRICS) + [metric_name_for_epsilon(e) for e in self.eval_epsilons]
+        if self.ncrop_eval:
+            names.append("ncrop_acc")
+        return names
+
+    def validate(self) -> None:
+        """Normalise and check every field; raise ConfigError with one line on the first problem."""
+        if self.method is not None:
+            if self.method not in METHODS:
+                raise ConfigError(_choice_msg("method", self.method, list(METHODS)))
+            obj, adv, views = METHODS[self.method]
+            self.objective = self.objective or obj
+            self.adversary = self.adversary or adv
+            self.views = self.views or views
+        for key, allowed in (("objective", OBJECTIVES), ("adversary", ADVERSARIES), ("views", VIEW_FAMILIES)):
+            value = getattr(self, key)
+            if value is None:
+                raise ConfigError(f"{key}: not set; give `method` or all of objective/adversary/views")
+            if value not in allowed:
+                raise ConfigError(_choice_msg(key, value, list(allowed)))
+        if self.dataset not in DATASETS:
+            raise ConfigError(_choice_msg("dataset", self.dataset, list(DATASETS)))
+        if self.device not in DEVICES:
+            raise ConfigError(_choice_msg("device", self.device, list(DEVICES)))
+        for key in ("epsilon", "eval_epsilon", "alpha", "eval_alpha"):
+            value = float(getattr(self, key))
+            if not (0.0 <= value <= 1.0) or math.isnan(value):
+                raise ConfigError(f"{key}: {value} is outside [0, 1]; pixels are in [0, 1], write e.g. 8/255")
+            setattr(self, key, value)
+        self.eval_epsilons = tuple(float(e) for e in self.eval_epsilons)
+        for e in self.eval_epsilons:
+            if not 0.0 <= e <= 1.0:
+                raise ConfigError(f"eval_epsilons: {e} is outside [0, 1]; write e.g. 4/255")
+        minimum = {
+            "epochs": 0, "batch_size": 2, "num_crops": 1, "replay_steps": 1, "pgd_steps": 1,
+            "width": 1, "blocks_per_stage": 1, "feature_dim": 1, "hidden_dim": 1, "z_dim": 0,
+            "eval_every": 0, "eval_pgd_steps": 0, "eval_images": 0, "probe_images": 0, "probe_epochs": 0,
+            "probe_batch_size": 1, "ncrop_eval": 0, "train_images": 0, "threads": 0, "seed": 0,
+        }
+        for key, low in minimum.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                    setattr(self, key, value)
+                else:
+                    raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            if value < low:
+                raise ConfigError(f"{key}: {value} is below the minimum {low}")
+        if self.objective == "emp" and self.num_crops < 2:
+            raise ConfigError(f"num_crops: {self.num_crops} crops; the EMP invariance term needs at least 2")
+        if self.objective == "simclr" and self.num_crops != 2:
+            raise ConfigError(f"num_crops: SimCLR uses exactly 2 views, got {self.num_crops}")
+        for key in ("lr", "tcr_eps", "temperature"):
+            if not float(getattr(self, key)) > 0:
+                raise ConfigError(f"{key}: must be > 0, got {getattr(self, key)}")
+        for key in ("lambda_inv", "lambda_tcr", "weight_decay", "momentum", "lars_eta", "probe_lr"):
+            if float(getattr(self, key)) < 0:
+                raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
+
+    # ------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["eval_epsilons"] = list(self.eval_epsilons)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrialConfig":
+        """Build from a mapping, refusing unknown keys with a did-you-mean suggestion."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(unknown_key_msg(key, list(known)))
+            kwargs[key] = coerce_value(key, value, known[key].type)
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "TrialConfig":
+        """A copy with `changes` applied (validated). Changing `method` re-derives its parts."""
+        d = self.to_dict()
+        if "method" in changes:
+            for part in ("objective", "adversary", "views"):
+                if part not in changes:
+                    d[part] = None
+        d.update(changes)
+        return TrialConfig.from_dict(d)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrialConfig)]
+
+
+def unknown_key_msg(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown setting {key!r}{hint}"
+
+
+def _choice_msg(key: str, value: Any, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{key}: unknown value {value!r}{hint}; allowed: {', '.join(allowed)}"
+
+
+def coerce_value(key: str, value: Any, type_hint: Any) -> Any:
+    """Convert a YAML/CLI value to the field's type: fractions to floats, '3' to 3, 'true' to True."""
+    hint = str(type_hint)
+    try:
+        if hint == "bool":
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            if isinstance(value, bool) or value in (0, 1):
+                return bool(value)
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        if hint == "int":
+            if isinstance(value, bool):
+                raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            number = parse_number(value)
+            if not float(number).is_integer():
+                raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            return int(number)
+        if hint == "float":
+            return parse_number(value)
+        if hint.startswith("tuple"):
+            items = value
+            if isinstance(value, str):
+                items = [v for v in value.replace(";", ",").split(",") if v.strip()]
+            if not isinstance(items, (list, tuple)):
+                items = [items]
+            return tuple(parse_number(v) for v in items)
+        if hint.startswith("str"):
+            if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+                if "None" in hint:
+                    return None
+                raise ConfigError(f"{key}: a value is required")
+            if not isinstance(value, str):
+                raise ConfigError(f"{key}: expected text, got {value!r}")
+            return value
+    except ConfigError as exc:
+        if str(exc).startswith(f"{key}:"):
+            raise
+        raise ConfigError(f"{key}: {exc}") from None
+    return value
+
+
+# --- presets ---------------------------------------------------------------------------------------
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The spec's full sizes: ResNet-18 (64, [2,2,2,2]), 4096/4096/1024, CIFAR-10, table settings.
+    "paper": dict(
+        dataset="cifar10", width=64, blocks_per_stage=2, feature_dim=4096, hidden_dim=4096,
+        epochs=10, batch_size=100, num_crops=16, replay_steps=3, eval_pgd_steps=20,
+        eval_images=0, probe_epochs=20, eval_every=0,
+    ),
+    # A CPU-minutes trial on the embedded real sample (Fashion-MNIST), same topology, narrower.
+    "demo": dict(
+        dataset="embedded", width=16, blocks_per_stage=1, feature_dim=256, hidden_dim=256, z_dim=64,
+        train_images=2000, epochs=1, batch_size=50, num_crops=8, replay_steps=3,
+        eval_images=500, eval_pgd_steps=20, probe_epochs=20, eval_every=0,
+    ),
+    # Seconds: what unit and integration tests use.
+    "tiny": dict(
+        dataset="embedded", width=8, blocks_per_stage=1, feature_dim=64, hidden_dim=64, z_dim=16,
+        train_images=200, epochs=1, batch_size=20, num_crops=4, replay_steps=2, pgd_steps=2,
+        eval_images=100, eval_pgd_steps=3, probe_epochs=3, eval_every=0,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> TrialConfig:
+    """The named preset with `overrides` (validated; unknown keys refused)."""
+    if name not in PRESETS:
+        raise ConfigError(_choice_msg("preset", name, list(PRESETS)))
+    values = dict(PRESETS[name])
+    values.update(overrides)
+    return TrialConfig.from_dict(values)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["epochs=2", "epsilon=4/255"]`` -> {"epochs": 2, "epsilon": 0.0157}, typed per field."""
+    known = {f.name: f for f in dataclasses.fields(TrialConfig)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set epochs=2")
+        key, value = (s.strip() for s in pair.split("=", 1))
+        if key not in known:
+            raise ConfigError(f"--set: {unknown_key_msg(key, list(known))}")
+        out[key] = coerce_value(key, value, known[key].type)
+    return out
+
