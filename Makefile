@@ -1,0 +1,27 @@
+# Two entry points for a fresh machine; each sets up its own virtual environment first.
+#   make demo  - the main job: the demo sweep over the training epsilon
+#   make test  - the full test suite
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+
+.PHONY: demo train-demo test install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/orchestrator train --preset demo
+
+train-demo: install
+	$(BIN)/orchestrator train --preset demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,157 @@
+"""Frozen-encoder evaluation: linear probe, clean and PGD robust accuracy, n-crop aggregation (spec 4).
+
+The encoder is in eval mode and never updated; the probe is ``nn.Linear(feature_dim, K)`` on the
+pre-feature of full images (spec 4.2). Robust accuracy is end-to-end PGD (zero start, sign steps,
+cross-entropy) through encoder and head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attacks import pgd_linf
+from .config import TrialConfig, metric_name_for_epsilon
+from .model import Encoder
+from .views import make_views, recipe_for
+
+
+@torch.no_grad()
+def extract_features(model: Encoder, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> (N, feature_dim), eval mode, no grad."""
+    model.eval()
+    out = [model.features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return torch.cat(out)
+
+
+def train_probe(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+) -> nn.Linear:
+    """Fit ``nn.Linear(feature_dim, K)`` with Adam and cross-entropy on fixed features (N, feature_dim)."""
+    head = nn.Linear(features.shape[1], num_classes).to(features.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        head.reset_parameters()
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    n = len(features)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(features.device)
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            opt.zero_grad()
+            F.cross_entropy(head(features[idx]), labels[idx]).backward()
+            opt.step()
+    return head
+
+
+class Classifier(nn.Module):
+    """Frozen encoder features -> linear head: the model the evaluation attacks end to end."""
+
+    def __init__(self, encoder: Encoder, head: nn.Linear) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder.features(x))
+
+
+@torch.no_grad()
+def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        correct += (classifier(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum().item()
+    return correct / max(1, len(images))
+
+
+def robust_accuracy(
+    classifier: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epsilon: float,
+    alpha: float,
+    steps: int,
+    batch_size: int = 256,
+) -> float:
+    """Accuracy under end-to-end PGD-``steps`` (L-inf ``epsilon``, step ``alpha``, zero start, CE)."""
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        x, y = images[i : i + batch_size], labels[i : i + batch_size]
+        delta = pgd_linf(lambda xa: F.cross_entropy(classifier(xa), y), x, epsilon, alpha, steps)
+        with torch.no_grad():
+            correct += (classifier(x + delta).argmax(1) == y).sum().item()
+    return correct / max(1, len(images))
+
+
+@torch.no_grad()
+def ncrop_features(model: Encoder, images: torch.Tensor, n: int, recipe, generator: torch.Generator,
+                   batch_size: int = 128) -> torch.Tensor:
+    """Mean pre-feature over ``n`` augmented views per image (spec 4.1): (N, 3, H, W) -> (N, feature_dim)."""
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size]
+        views = make_views(x, n, recipe, generator)  # (n*b, 3, 32, 32) crop-major
+        out.append(model.features(views).reshape(n, len(x), -1).mean(0))
+    return torch.cat(out)
+
+
+def evaluate(
+    model: Encoder,
+    config: TrialConfig,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    seed: int,
+) -> dict[str, float]:
+    """Probe on ``train_*`` features, test on ``test_*``: clean_acc, robust_acc, robust_acc@eps, [ncrop_acc].
+
+    Images are float (N, 3, 32, 32) in [0, 1] on the model's device. Deterministic given ``seed``; uses
+    its own generators, so it never disturbs the training RNG streams.
+    """
+    was_training = model.training
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        gen = torch.Generator().manual_seed(seed)
+        feats = extract_features(model, train_images)
+        head = train_probe(feats, train_labels, num_classes, config.probe_epochs, config.probe_lr,
+                           config.probe_batch_size, gen)
+        head.requires_grad_(False)
+        clf = Classifier(model, head).eval()
+        metrics: dict[str, float] = {"clean_acc": accuracy(clf, test_images, test_labels)}
+        robust: dict[float, float] = {}
+        for eps in dict.fromkeys((*config.eval_epsilons, config.eval_epsilon)):
+            robust[eps] = robust_accuracy(clf, test_images, test_labels, eps, config.eval_alpha,
+                                          config.eval_pgd_steps)
+        metrics["robust_acc"] = robust[config.eval_epsilon]
+        for eps in config.eval_epsilons:
+            metrics[metric_name_for_epsilon(eps)] = robust[eps]
+        if config.ncrop_eval:
+            objective, _, views = config.resolved
+            recipe = recipe_for(objective, views)
+            vgen = torch.Generator(device=train_images.device).manual_seed(seed + 1)
+            tr = ncrop_features(model, train_images, config.ncrop_eval, recipe, vgen)
+            te = ncrop_features(model, test_images, config.ncrop_eval, recipe, vgen)
+            ncrop_head = train_probe(tr, train_labels, num_classes, config.probe_epochs, config.probe_lr,
+                                     config.probe_batch_size, gen)
+            with torch.no_grad():
+                metrics["ncrop_acc"] = (ncrop_head(te).argmax(1) == test_labels).float().mean().item()
+        metrics["eval_images"] = float(len(test_images))
+        metrics["eval_pgd_steps"] = float(config.eval_pgd_steps)
+        metrics["probe_images"] = float(len(train_images))
+        return metrics
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.train(was_training)

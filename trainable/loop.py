@@ -1,0 +1,220 @@
+"""`train(config, reporter) -> metrics`: one trial, start to finish, with no Ray inside.
+
+Pre-training epochs (views -> method step), evaluation every `eval_every` epochs and at the end,
+a report per epoch (see `trainable.reporting`), an atomic checkpoint of the full trial state so a
+resumed run continues exactly, and a guard that stops the trial when the loss stops being finite.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrialConfig
+from .data import ImageDataset, iterate_minibatches, load_dataset, num_minibatches
+from .evaluate import evaluate
+from .methods import TrainingMethod
+from .model import build_encoder
+from .optim import build_optimizer, build_scheduler, schedule_length
+from .reporting import CHECKPOINT_FILE, Reporter
+
+log = logging.getLogger(__name__)
+
+FINITE_CHECK_EVERY = 10  # steps between host syncs that check the running loss is finite
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error, not a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: 'cuda' was requested but torch sees no CUDA device; use device=auto or cpu")
+    return torch.device(name)
+
+
+class Trial:
+    """Everything one trial holds: data, model, method, RNG streams; built from a TrialConfig."""
+
+    def __init__(self, config: TrialConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.train_set = load_dataset(config.dataset, "train", config.data_dir, config.train_images, config.seed)
+        self.test_set = load_dataset(config.dataset, "test", config.data_dir, config.eval_images, config.seed)
+        if config.probe_images:
+            self.probe_set = load_dataset(config.dataset, "train", config.data_dir, config.probe_images,
+                                          config.seed + 1)
+        else:
+            self.probe_set = self.train_set
+        self.steps_per_epoch = num_minibatches(len(self.train_set), config.batch_size, drop_last=True)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size: {config.batch_size} is larger than the {len(self.train_set)} "
+                             f"training images; lower batch_size or raise train_images")
+        self.model = build_encoder(config).to(self.device)
+        self.optimizer = build_optimizer(self.model, config.lr, config.momentum, config.weight_decay, config.lars_eta)
+        _, adversary, _ = config.resolved
+        t_max = schedule_length(self.steps_per_epoch, config.epochs, config.replay_steps,
+                                adversary == "free", config.faithful_schedule)
+        self.scheduler = build_scheduler(self.optimizer, t_max)
+        self.data_generator = torch.Generator().manual_seed(config.seed)
+        self.view_generator = torch.Generator(device=self.device).manual_seed(config.seed + 7)
+        self.method = TrainingMethod(config, self.model, self.optimizer, self.scheduler, self.view_generator)
+        self.epoch = 0  # epochs completed
+        self.train_seconds = 0.0
+        self.history: list[dict[str, float]] = []
+
+    # --- state -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly (tensors and plain Python only)."""
+        return {
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "train_seconds": self.train_seconds,
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "free_delta": self.method.perturbation.state_dict() if self.method.perturbation else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "data": self.data_generator.get_state(),
+                "views": self.view_generator.get_state().cpu(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = TrialConfig.from_dict(state["config"])
+        if saved.to_dict() != self.config.to_dict():
+            diff = sorted(k for k, v in saved.to_dict().items() if self.config.to_dict().get(k) != v)
+            raise ValueError(f"checkpoint was written by a different trial config (differs in: {', '.join(diff)})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.method.perturbation is not None and state["free_delta"] is not None:
+            self.method.perturbation.load_state_dict(state["free_delta"], self.device)
+        torch.set_rng_state(state["rng"]["torch"])
+        self.data_generator.set_state(state["rng"]["data"])
+        self.view_generator.set_state(state["rng"]["views"].to(self.view_generator.device))
+        self.epoch = int(state["epoch"])
+        self.train_seconds = float(state["train_seconds"])
+        self.history = list(state["history"])
+
+    def write_checkpoint(self, directory: Path | str) -> Path:
+        """Write the state atomically to ``directory / checkpoint.pt``; return that path."""
+        path = Path(directory) / CHECKPOINT_FILE
+        save_checkpoint(self.state_dict(), path)
+        return path
+
+    # --- work --------------------------------------------------------------------------------------
+    def train_epoch(self, progress: Callable[[int, float], None] | None = None) -> float:
+        """One pass over the training set; returns the mean loss. Raises TrainingDiverged on NaN/inf."""
+        total = torch.zeros((), device=self.device)
+        steps = 0
+        batches = iterate_minibatches(self.train_set, self.config.batch_size, self.data_generator, self.device)
+        for images, _labels in batches:
+            total += self.method.step(images)
+            steps += 1
+            if steps % FINITE_CHECK_EVERY == 0 or steps == self.steps_per_epoch:
+                running = total.item() / steps
+                if not math.isfinite(running):
+                    raise TrainingDiverged(
+                        f"training loss became {running} in epoch {self.epoch + 1} by step {steps}; "
+                        f"the trial is stopped (try a lower lr, or check lambda_inv/lambda_tcr)")
+                if progress:
+                    progress(steps, running)
+        return total.item() / max(1, steps)
+
+    def evaluate(self) -> dict[str, float]:
+        def to_device(ds: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+            return ds.images.to(self.device).float().div_(255), ds.labels.to(self.device)
+
+        probe_x, probe_y = to_device(self.probe_set)
+        test_x, test_y = to_device(self.test_set)
+        return evaluate(self.model, self.config, probe_x, probe_y, test_x, test_y,
+                        self.train_set.num_classes, seed=self.config.seed + 1000 * self.epoch)
+
+
+def train(
+    config: TrialConfig | dict[str, Any],
+    reporter: Reporter | None = None,
+    resume_from: Path | str | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Run one trial; return its final metrics (those of the last, always evaluated, epoch).
+
+    ``resume_from``: a checkpoint file or a directory holding ``checkpoint.pt``; the run continues
+    from the epoch after it, bit-for-bit on CPU. ``progress`` shows a bar per epoch (tqdm).
+    With ``epochs=0`` the untrained, randomly initialised encoder is evaluated.
+    """
+    if not isinstance(config, TrialConfig):
+        config = TrialConfig.from_dict(config)
+    trial = Trial(config)
+    if resume_from is not None:
+        path = Path(resume_from)
+        trial.load_state_dict(load_checkpoint(path / CHECKPOINT_FILE if path.is_dir() else path))
+        log.info("resumed from %s after epoch %d", path, trial.epoch)
+
+    if config.epochs == 0 or trial.epoch >= config.epochs:
+        if trial.history and trial.epoch >= config.epochs and config.epochs > 0:
+            return dict(trial.history[-1])
+        metrics = {"epoch": 0.0, "train_loss": float("nan"), "train_seconds": 0.0, "samples_per_second": 0.0}
+        metrics.update(trial.evaluate())
+        trial.history.append(metrics)
+        if reporter:
+            reporter(dict(metrics), trial.write_checkpoint)
+        return metrics
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=trial.steps_per_epoch, unit="step", leave=False)
+    metrics: dict[str, float] = {}
+    try:
+        while trial.epoch < config.epochs:
+            if bar is not None:
+                bar.reset()
+                bar.set_description(f"epoch {trial.epoch + 1}/{config.epochs}")
+
+            def show(step: int, loss: float) -> None:
+                bar.n = step
+                bar.set_postfix(loss=f"{loss:.3f}")
+                bar.refresh()
+
+            start = time.perf_counter()
+            loss = trial.train_epoch(show if bar is not None else None)
+            seconds = time.perf_counter() - start
+            trial.train_seconds += seconds
+            trial.epoch += 1
+            metrics = {
+                "epoch": float(trial.epoch),
+                "train_loss": loss,
+                "train_seconds": trial.train_seconds,
+                "samples_per_second": trial.steps_per_epoch * config.batch_size / max(seconds, 1e-9),
+                "lr": trial.optimizer.param_groups[0]["lr"],
+            }
+            last = trial.epoch == config.epochs
+            if last or (config.eval_every and trial.epoch % config.eval_every == 0):
+                if bar is not None:
+                    bar.set_description(f"epoch {trial.epoch}/{config.epochs}: evaluating")
+                metrics.update(trial.evaluate())
+            trial.history.append(metrics)
+            if reporter:
+                reporter(dict(metrics), trial.write_checkpoint)
+    finally:
+        if bar is not None:
+            bar.close()
+    return metrics
+
