@@ -300,7 +300,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": dict(
         dataset="embedded", width=16, blocks_per_stage=1, feature_dim=256, hidden_dim=256, z_dim=64,
         train_images=2000, epochs=1, batch_size=50, num_crops=8, replay_steps=3,
-        eval_images=500, eval_pgd_steps=20, probe_epochs=20, eval_every=0,
+        eval_images=500, eval_pgd_steps=20, probe_epochs=500, eval_every=0,
     ),
     # Seconds: what unit and integration tests use.
     "tiny": dict(

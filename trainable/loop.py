@@ -136,6 +136,25 @@ class Trial:
                     progress(steps, running)
         return total.item() / max(1, steps)
 
+    @torch.no_grad()
+    def calibrate_batchnorm(self, batch_size: int = 256) -> None:
+        """Estimate BatchNorm running statistics from the training images; no weight changes.
+
+        Used for the untrained encoder (epochs=0): its running statistics are still the init values
+        (mean 0, var 1), which would handicap the random baseline in eval mode for no reason.
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the pass
+        self.model.train()
+        images = self.train_set.images
+        for i in range(0, len(images), batch_size):
+            self.model(images[i : i + batch_size].to(self.device).float().div_(255))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
     def evaluate(self) -> dict[str, float]:
         def to_device(ds: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
             return ds.images.to(self.device).float().div_(255), ds.labels.to(self.device)
@@ -170,6 +189,7 @@ def train(
         if trial.history and trial.epoch >= config.epochs and config.epochs > 0:
             return dict(trial.history[-1])
         metrics = {"epoch": 0.0, "train_loss": float("nan"), "train_seconds": 0.0, "samples_per_second": 0.0}
+        trial.calibrate_batchnorm()
         metrics.update(trial.evaluate())
         trial.history.append(metrics)
         if reporter:
