@@ -19,8 +19,8 @@ from trainable.loop import train
 METHODS = ("random", "emp-ssl", "cf-amc-ssl")
 
 
-def run_budget(preset_name: str, overrides: dict, seeds: list[int]) -> list[dict]:
-    rows = []
+def run_budget(preset_name: str, overrides: dict, seeds: list[int]):
+    """Yield one result row per (method, seed) as soon as it is measured."""
     for method in METHODS:
         for seed in seeds:
             settings = dict(overrides, seed=seed)
@@ -30,8 +30,7 @@ def run_budget(preset_name: str, overrides: dict, seeds: list[int]) -> list[dict
                 cfg = preset(preset_name, **settings).replace(method=method)
             start = time.perf_counter()
             metrics = train(cfg)
-            rows.append({"method": method, "seed": seed, "seconds": time.perf_counter() - start, **metrics})
-    return rows
+            yield {"method": method, "seed": seed, "seconds": time.perf_counter() - start, **metrics}
 
 
 def main() -> None:

@@ -45,8 +45,8 @@ def parse_number(text: Any) -> float:
     if isinstance(text, str):
         s = text.strip()
         try:
-            if "/" in s:
-                num, den = s.split("/", 1)
+            if s.count("/") == 1:
+                num, den = s.split("/")
                 return float(Fraction(num.strip())) / float(Fraction(den.strip()))
             return float(s)
         except (ValueError, ZeroDivisionError):
@@ -115,6 +115,7 @@ class TrialConfig:
     probe_lr: float = 3e-4
     probe_batch_size: int = 256
     ncrop_eval: int = 0  # n-crop aggregation accuracy with n views (0 = off)
+    autoattack: bool = False  # also report `autoattack_acc` at eval_epsilon (optional package pyautoattack)
     # --- run -------------------------------------------------------------------------------------
     seed: int = 0
     device: str = "auto"
@@ -140,6 +141,8 @@ class TrialConfig:
         names = list(BASE_METRICS) + [metric_name_for_epsilon(e) for e in self.eval_epsilons]
         if self.ncrop_eval:
             names.append("ncrop_acc")
+        if self.autoattack:
+            names.append("autoattack_acc")
         return names
 
     def validate(self) -> None:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks import pgd_linf
-from .config import TrialConfig, metric_name_for_epsilon
+from .config import ConfigError, TrialConfig, metric_name_for_epsilon
 from .model import Encoder
 from .views import make_views, recipe_for
 
@@ -90,6 +90,26 @@ def robust_accuracy(
     return correct / max(1, len(images))
 
 
+def require_autoattack() -> None:
+    """Fail early, in one line, when AutoAttack is asked for but its optional package is missing."""
+    try:
+        import pyautoattack  # noqa: F401
+    except ImportError:
+        raise ConfigError("autoattack=true needs the optional package pyautoattack: "
+                           "pip install -e '.[autoattack]'") from None
+
+
+def autoattack_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, epsilon: float,
+                        seed: int, batch_size: int = 250) -> float:
+    """Accuracy under standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square), L-inf ``epsilon``."""
+    from pyautoattack import AutoAttack
+
+    attack = AutoAttack(classifier, norm="Linf", eps=epsilon, version="standard", device=images.device, seed=seed)
+    attack.verbose = False
+    x_adv, _ = attack.run_standard_evaluation(images, labels, batch_size=batch_size)
+    return accuracy(classifier, x_adv, labels)
+
+
 @torch.no_grad()
 def ncrop_features(model: Encoder, images: torch.Tensor, n: int, recipe, generator: torch.Generator,
                    batch_size: int = 128) -> torch.Tensor:
@@ -147,6 +167,8 @@ def evaluate(
                                      config.probe_batch_size, gen)
             with torch.no_grad():
                 metrics["ncrop_acc"] = (ncrop_head(te).argmax(1) == test_labels).float().mean().item()
+        if config.autoattack:
+            metrics["autoattack_acc"] = autoattack_accuracy(clf, test_images, test_labels, config.eval_epsilon, seed)
         metrics["eval_images"] = float(len(test_images))
         metrics["eval_pgd_steps"] = float(config.eval_pgd_steps)
         metrics["probe_images"] = float(len(train_images))

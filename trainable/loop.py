@@ -16,9 +16,9 @@ from typing import Any, Callable
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrialConfig
+from .config import ConfigError, TrialConfig
 from .data import ImageDataset, iterate_minibatches, load_dataset, num_minibatches
-from .evaluate import evaluate
+from .evaluate import evaluate, require_autoattack
 from .methods import TrainingMethod
 from .model import build_encoder
 from .optim import build_optimizer, build_scheduler, schedule_length
@@ -38,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: 'cuda' was requested but torch sees no CUDA device; use device=auto or cpu")
+        raise ConfigError("device: 'cuda' was requested but torch sees no CUDA device; use device=auto or cpu")
     return torch.device(name)
 
 
@@ -48,6 +48,8 @@ class Trial:
     def __init__(self, config: TrialConfig) -> None:
         self.config = config
         self.device = resolve_device(config.device)
+        if config.autoattack:
+            require_autoattack()
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)

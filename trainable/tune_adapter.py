@@ -1,0 +1,132 @@
+"""Ray Tune function trainable around `trainable.loop.train` (the only trainable file importing Ray).
+
+Per trial: build the TrialConfig from the preset, the sweep's base settings and the Tune config
+(the sampled parameters), continue from `tune.get_checkpoint()` when Tune restarts the trial
+(FailureConfig retry or `orchestrator resume`), and `tune.report` every epoch with a checkpoint.
+
+Every report carries all of `settings.metric_names`: metrics of epochs that were not evaluated are
+NaN (Ray Tune requires the objectives in every result). Two extra keys: ``final`` is 1.0 on the
+trial's last epoch and 0.0 before (trials stopped early by a scheduler never report 1.0), and
+``node_id`` is the Ray node the trial ran on.
+
+Deterministic failures (the loss diverged, an invalid setting, missing data) leave a marker file
+in the trial directory so a FailureConfig retry fails at once instead of training again.
+
+TEST HOOK (tests only): when the environment variable ``CFAMC_TEST_CRASH_ONCE_DIR`` names a
+directory, every trial raises `InjectedCrash` once, right after its first checkpointed epoch, and
+records that in ``<dir>/<trial_id>``; its retry then resumes from that checkpoint. Unset (the
+default), nothing happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import ray
+from ray import tune
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, TrialConfig, preset
+from .data import DatasetError
+from .loop import TrainingDiverged, train
+
+CRASH_HOOK_ENV = "CFAMC_TEST_CRASH_ONCE_DIR"
+FAILED_MARKER = "deterministic_failure.txt"
+DETERMINISTIC_ERRORS = (TrainingDiverged, ConfigError, DatasetError, CheckpointError)
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by the test hook (CFAMC_TEST_CRASH_ONCE_DIR) only."""
+
+
+class DeterministicFailure(RuntimeError):
+    """A retried trial whose previous attempt failed in a way a retry cannot fix."""
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares (passed with `tune.with_parameters`)."""
+
+    preset: str
+    base: Mapping[str, Any]  # overrides of the preset shared by all trials
+    labels: tuple[str, ...] = ()  # Tune config keys that are not trial settings (bundle names)
+    metric_names: tuple[str, ...] = field(default_factory=tuple)  # present (maybe NaN) in every report
+
+
+def build_config(config: Mapping[str, Any], settings: TrialSettings) -> TrialConfig:
+    """The trial's TrialConfig: preset, then the sweep's base settings, then the sampled values."""
+    sampled = {k: v for k, v in config.items() if k not in settings.labels}
+    values = dict(settings.base)
+    if "method" in sampled:  # a sampled method re-derives its parts unless they are sampled too
+        for part in ("objective", "adversary", "views"):
+            if part not in sampled and part not in settings.base:
+                values[part] = None
+    values.update(sampled)
+    return preset(settings.preset, **values)
+
+
+def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
+    """The Ray Tune function trainable."""
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
+    context = tune.get_context()
+    trial_dir = Path(context.get_trial_dir())
+    marker = trial_dir / FAILED_MARKER
+    if marker.exists():
+        raise DeterministicFailure(f"not retried: {marker.read_text().strip()}")
+    try:
+        trial_config = build_config(config, settings)
+        _run(trial_config, settings, context.get_trial_id())
+    except DETERMINISTIC_ERRORS as exc:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{type(exc).__name__}: {exc}\n")
+        raise
+
+
+def _run(config: TrialConfig, settings: TrialSettings, trial_id: str) -> None:
+    node_id = ray.get_runtime_context().get_node_id()
+    crash_dir = os.environ.get(CRASH_HOOK_ENV)
+    reported = 0
+
+    def report(metrics: dict[str, float], write_checkpoint: Callable[[Path], Path]) -> None:
+        nonlocal reported
+        with tempfile.TemporaryDirectory(prefix="cfamc-ckpt-") as tmp:
+            write_checkpoint(Path(tmp))
+            tune.report(_full_metrics(metrics, config, settings, node_id),
+                        checkpoint=tune.Checkpoint.from_directory(tmp))
+        reported += 1
+        if crash_dir:
+            _maybe_crash(Path(crash_dir), trial_id)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        final = train(config, reporter=report)
+    else:
+        with tempfile.TemporaryDirectory(prefix="cfamc-resume-") as tmp:
+            checkpoint.to_directory(tmp)
+            final = train(config, reporter=report, resume_from=Path(tmp))
+    if reported == 0:  # resumed from the last epoch's checkpoint: report the final result once more
+        tune.report(_full_metrics(final, config, settings, node_id))
+
+
+def _full_metrics(metrics: Mapping[str, float], config: TrialConfig, settings: TrialSettings,
+                  node_id: str) -> dict[str, Any]:
+    out: dict[str, Any] = {name: math.nan for name in settings.metric_names}
+    out.update(metrics)
+    out["final"] = 1.0 if int(metrics.get("epoch", 0)) >= config.epochs else 0.0
+    out["node_id"] = node_id
+    return out
+
+
+def _maybe_crash(directory: Path, trial_id: str) -> None:
+    """The test hook: crash once per trial (after the first checkpointed epoch)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / trial_id
+    if not marker.exists():
+        marker.write_text("crashed once\n")
+        raise InjectedCrash(f"test hook {CRASH_HOOK_ENV}: injected crash of trial {trial_id}")
