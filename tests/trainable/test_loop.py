@@ -20,7 +20,7 @@ class Crash(Exception):
 
 
 def test_reports_every_epoch_with_evaluation_at_cadence_and_end():
-    cfg = preset("tiny", epochs=3, eval_every=2, **TINY)
+    cfg = preset("tiny", epochs=3, eval_every=2, ncrop_eval=2, **TINY)
     reports = []
     final = train(cfg, reporter=lambda m, write: reports.append(m))
     assert [r["epoch"] for r in reports] == [1.0, 2.0, 3.0]
@@ -31,6 +31,7 @@ def test_reports_every_epoch_with_evaluation_at_cadence_and_end():
     assert 0.0 <= final["clean_acc"] <= 1.0 and 0.0 <= final["robust_acc"] <= final["clean_acc"] + 1e-9
     assert final["robust_acc"] == final["robust_acc@8/255"]
     assert final["eval_images"] == 60 and final["eval_pgd_steps"] == 2
+    assert 0.0 <= final["ncrop_acc"] <= 1.0
 
 
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path):
