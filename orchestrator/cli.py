@@ -10,7 +10,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from .sweep import SweepOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -84,6 +87,83 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", type=Path, metavar="SPEC.yaml", help="the sweep spec (see search_spaces/ for examples)")
+    p.add_argument("--preset", default=None, help="start from this preset instead of the spec's `preset` "
+                   "(tiny, demo, paper)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base trial setting for every trial, e.g. --set epochs=2 --set "
+                   "data_dir=/data/cifar (repeatable; applied on top of the spec's `base`)")
+
+
+def _add_where_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="join an existing Ray cluster: 'auto' (on a node of a cluster started with `ray start`) "
+                   "or 'ray://HOST:10001'; default: start a local Ray instance for this command")
+    p.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                   help="CPUs of the local Ray instance (default: all of this machine's)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live progress table (the summary is still printed)")
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep", help="run a sweep from a YAML spec",
+        description="Run a multi-objective sweep: Ray Tune runs the trials (checkpointed, retried on failure), "
+        "Optuna proposes them (study in SQLite in the sweep directory), MLflow tracks them. Prints the sweep "
+        "directory, a live progress table and a summary. Exit code: 0 all trials finished, 1 some failed, "
+        "2 bad input, 130 interrupted (continue with `orchestrator resume DIR`).")
+    _add_spec_args(p)
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="the sweep directory (default: runs/<name>-<timestamp>/); must not exist or be empty")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out DIR instead of starting one "
+                   "(same as `orchestrator resume DIR`)")
+    _add_where_args(p)
+    p.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="where Ray Tune keeps trial directories and checkpoints: a path every node can reach "
+                   "(NFS) or a URI pyarrow understands (s3://bucket/sweeps); default: <sweep dir>/tune")
+    p.add_argument("--tracking-uri", default=None, metavar="URI",
+                   help="MLflow tracking server, e.g. http://mlflow.example:5000 (default: SQLite in the sweep "
+                   "directory)")
+    p.set_defaults(func=cmd_sweep)
+
+
+def _add_resume(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "resume", help="continue an interrupted sweep",
+        description="Continue a sweep interrupted by Ctrl-C, a killed driver or a lost node: finished trials are "
+        "kept, unfinished ones continue from their last checkpoint, the Optuna study keeps its history, and "
+        "the remaining trials of the budget are run. Same exit codes as `sweep`.")
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the directory `orchestrator sweep` printed")
+    p.add_argument("--no-retry-failed", action="store_true",
+                   help="leave failed trials failed (default: retry them from their last checkpoint; trials that "
+                   "failed deterministically, e.g. a diverged loss, fail again at once)")
+    _add_where_args(p)
+    p.set_defaults(func=cmd_resume)
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "validate", help="check a sweep spec without running it",
+        description="Check a sweep spec: keys, types, ranges, metric names, sampler, and that the preset + base "
+        "+ every bound/choice make valid trials. Prints a summary; errors are one line naming the file and "
+        "key (exit code 2).")
+    _add_spec_args(p)
+    p.set_defaults(func=cmd_validate)
+
+
+def _add_ui(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ui", help="browse a sweep's MLflow store",
+        description="Start the MLflow UI (mlflow server, one worker) on this sweep's tracking store and print "
+        "its URL; Ctrl-C stops it. Listens on 127.0.0.1 only unless --host says otherwise.")
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the UI, "
+                   "which has no authentication, to the network)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p.set_defaults(func=cmd_ui)
+
+
 def _add_pending(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text)
     p.add_argument("args", nargs="*")
@@ -94,6 +174,121 @@ def _not_yet(name: str) -> int:
     raise UsageError(f"'orchestrator {name}' is not available yet in this version")
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    from trainable.config import ConfigError
+
+    from .spec import SpecError
+    from .sweep import SweepError
+
+    return ConfigError, SpecError, SweepError
+
+
+def _options(args: argparse.Namespace) -> "SweepOptions":
+    from .sweep import SweepOptions
+
+    return SweepOptions(out=getattr(args, "out", None), address=args.address,
+                        storage=getattr(args, "storage", None), tracking_uri=getattr(args, "tracking_uri", None),
+                        num_cpus=args.num_cpus, verbose=0 if args.quiet else 1)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from trainable.config import ConfigError, parse_overrides
+
+    from .spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(args.spec, args.preset, parse_overrides(args.overrides))
+    except (SpecError, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    objectives = ", ".join(f"{o.metric} ({o.mode})" for o in spec.objectives)
+    params = []
+    for p in spec.space.params:
+        shown = {"float": lambda: f"float [{p.low:g}, {p.high:g}]{' log' if p.log else ''}",
+                 "int": lambda: f"int [{p.low}, {p.high}]{' log' if p.log else ''}",
+                 "choice": lambda: f"choice {list(p.choices)}",
+                 "bundle": lambda: f"bundle of {len(p.bundles)}: {', '.join(p.bundles)}"}[p.kind]()
+        when = f" when {dict((k, list(v)) for k, v in p.when.items())}" if p.when else ""
+        params.append(f"  {p.name}: {shown}{when}")
+    print(f"{args.spec}: OK - sweep {spec.name!r}, preset {spec.preset}, {spec.trials} trials, "
+          f"{spec.concurrency} at a time, sampler {spec.sampler}"
+          f"{', ASHA on ' + spec.scheduler.metric if spec.scheduler else ''}")
+    print(f"  objectives: {objectives}")
+    print("\n".join(params))
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    errors = _user_errors()
+    try:
+        from .sweep import resume_sweep, start_sweep
+
+        if args.resume:
+            if args.out is None:
+                raise UsageError("--resume needs --out DIR naming the sweep to continue")
+            if args.storage or args.tracking_uri or args.overrides or args.preset:
+                raise UsageError("--resume continues with the sweep's stored settings; drop --storage, "
+                                 "--tracking-uri, --set and --preset")
+            stored = args.out / "spec.yaml"
+            if stored.is_file() and args.spec.is_file() and stored.read_text() != args.spec.read_text():
+                raise UsageError(f"{args.spec} differs from the spec the sweep started with ({stored}); "
+                                 f"use `orchestrator resume {args.out}`")
+            options = _options(args)
+            options.out = None
+            return resume_sweep(args.out, options)
+        return start_sweep(args.spec, args.preset, args.overrides, _options(args))
+    except errors as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    errors = _user_errors()
+    try:
+        from .sweep import resume_sweep
+
+        return resume_sweep(args.sweep_dir, _options(args), retry_failed=not args.no_retry_failed)
+    except errors as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from .sweep import STATE_FILE, SweepError, SweepState
+
+    try:
+        state = SweepState.load(args.sweep_dir.resolve())
+    except SweepError as exc:
+        raise UsageError(str(exc)) from None
+    uri = state.tracking_uri
+    if not uri.startswith("sqlite:"):
+        print(f"this sweep is tracked at {uri} (experiment id {state.mlflow_experiment_id}, parent run "
+              f"{state.parent_run_id}); open that server's UI")
+        return EXIT_OK
+    if args.host not in ("127.0.0.1", "localhost"):
+        print(f"warning: --host {args.host}: the MLflow UI has no authentication and is reachable from the "
+              f"network", file=sys.stderr)
+    sweep_dir = args.sweep_dir.resolve()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--artifacts-destination", str(sweep_dir / "mlartifacts"), "--host", args.host,
+           "--port", str(args.port), "--workers", "1"]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{shown_host}:{args.port}/#/experiments/{state.mlflow_experiment_id}/runs/{state.parent_run_id}"
+    proc = subprocess.Popen(cmd, env=env)
+    print(f"MLflow UI for {sweep_dir} ({STATE_FILE}: run {state.parent_run_id}): {url}  (Ctrl-C stops it)",
+          flush=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -101,15 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_sweep(sub)
+    _add_resume(sub)
+    _add_validate(sub)
     _add_train(sub)
-    for name, text in (
-        ("sweep", "run a sweep from a YAML spec"),
-        ("resume", "continue an interrupted sweep"),
-        ("validate", "check a sweep spec without running it"),
-        ("report", "write the Pareto report of a sweep"),
-        ("ui", "browse a sweep's MLflow store"),
-    ):
-        _add_pending(sub, name, text)
+    _add_ui(sub)
+    _add_pending(sub, "report", "write the Pareto report of a sweep")
     return parser
 
 

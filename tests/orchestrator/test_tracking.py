@@ -1,0 +1,55 @@
+"""MLflow child runs are idempotent per Tune trial; metric names are made MLflow-safe."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+from orchestrator.tracking import MlflowTrialCallback, Tracker, default_tracking_uri, mlflow_metric_name
+from trainable.tune_adapter import TrialSettings
+
+
+def test_metric_names_for_mlflow() -> None:
+    assert mlflow_metric_name("robust_acc@4/255") == "robust_acc_at_4/255"
+    assert mlflow_metric_name("robust_acc@0.0300") == "robust_acc_at_0.0300"
+    assert mlflow_metric_name("clean_acc") == "clean_acc"
+
+
+def test_default_uri_is_absolute(tmp_path: Path) -> None:
+    assert default_tracking_uri(tmp_path) == f"sqlite:////{str(tmp_path.resolve()).lstrip('/')}/mlflow.db"
+
+
+def test_child_runs_are_idempotent_and_reconciled(tmp_path: Path) -> None:
+    uri = default_tracking_uri(tmp_path)
+    tracker = Tracker(uri, "t", tmp_path / "mlartifacts")
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text("name: t\n")
+    parent = tracker.start_parent("sweep", {"trials": 2}, {"git_commit": "x"}, spec_file)
+    settings = TrialSettings(preset="tiny", base={"epochs": 2}, metric_names=("clean_acc",))
+    callback = MlflowTrialCallback(uri, tracker.experiment_id, parent, settings)
+    trial = SimpleNamespace(trial_id="abc", config={"epsilon": 0.03}, last_result={"final": 1.0})
+    result = {"epoch": 1.0, "clean_acc": float("nan"), "train_loss": -1.0, "robust_acc@4/255": 0.2,
+              "node_id": "n1", "training_iteration": 1}
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, result)
+    callback = pickle.loads(pickle.dumps(callback))  # what Tune does on restore: caches are dropped
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, result)  # the same epoch again (a resumed trial) is not re-logged
+    callback.on_trial_result(0, [], trial, {**result, "epoch": 2.0, "clean_acc": 0.5})
+    callback.on_trial_complete(0, [], trial)
+    children = tracker.children(parent)
+    assert len(children) == 1
+    run = children[0]
+    assert run.data.tags["tune_trial_id"] == "abc" and run.data.tags["trial_status"] == "finished"
+    assert run.data.tags["node_id"] == "n1" and run.info.status == "FINISHED"
+    assert run.data.params["epsilon"] == "0.03" and run.data.params["epochs"] == "2"
+    history = tracker.client.get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2]
+    assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "clean_acc")] == [2]  # NaN skipped
+    assert "robust_acc_at_4/255" in run.data.metrics
+
+    other = SimpleNamespace(trial_id="lost", config={}, last_result=None)
+    callback.on_trial_start(0, [], other)
+    tracker.reconcile_children(parent, {"abc": "finished"})
+    assert [r.data.tags["tune_trial_id"] for r in tracker.children(parent)] == ["abc"]
