@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine; each sets up its own virtual environment first.
-#   make demo  - the main job: the demo sweep over the training epsilon
+#   make demo  - the main job: the demo sweep over the training epsilon (then a Pareto report)
 #   make test  - the full test suite
 VENV   ?= .venv
 PYTHON ?= python3
@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/orchestrator train --preset demo
+	$(BIN)/orchestrator sweep search_spaces/epsilon.yaml
 
 train-demo: install
 	$(BIN)/orchestrator train --preset demo

@@ -164,14 +164,25 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ui)
 
 
-def _add_pending(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
-    p = sub.add_parser(name, help=help_text)
-    p.add_argument("args", nargs="*")
-    p.set_defaults(func=lambda _a, _n=name: _not_yet(_n))
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="write the Pareto report of a sweep (tables, plots, report.md)",
+        description="Write <SWEEP_DIR>/report/: the Pareto front (pareto.csv/.parquet), plots (PNG and "
+        "interactive HTML), hypervolume and report.md; logs them on the sweep's MLflow parent run.",
+    )
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep directory")
+    p.add_argument("--objectives", default=None,
+                   help="comma-separated metric:mode pairs, e.g. clean_acc:max,robust_acc@4/255:max "
+                   "(default: the spec's objectives)")
+    p.add_argument("--format", default="md", choices=("md", "html"), help="report format (default: md)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the report on the MLflow parent run")
+    p.set_defaults(func=cmd_report)
 
 
-def _not_yet(name: str) -> int:
-    raise UsageError(f"'orchestrator {name}' is not available yet in this version")
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import report_command
+
+    return report_command(args.sweep_dir, args.objectives, args.format, log_to_mlflow=not args.no_mlflow)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -301,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(sub)
     _add_train(sub)
     _add_ui(sub)
-    _add_pending(sub, "report", "write the Pareto report of a sweep")
+    _add_report(sub)
     return parser
 
 

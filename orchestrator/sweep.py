@@ -404,6 +404,16 @@ def _quiet_tune_output() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def _write_report(sweep_dir: Path) -> None:
+    """The Pareto report of the sweep (analysis issue); a sweep with nothing to report says why."""
+    from analysis.report import ReportError, write_report
+
+    try:
+        print(f"report: {write_report(sweep_dir)}")
+    except ReportError as exc:
+        print(f"note: no report: {exc}", file=sys.stderr)
+
+
 def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tracker, sweep_dir: Path) -> int:
     _quiet_tune_output()
     started = time.monotonic()
@@ -427,6 +437,7 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
             print(f"note: {orphans} Optuna trial(s) of trials lost with a killed driver were marked FAIL",
                   file=sys.stderr)
     tracker.reconcile_children(state.parent_run_id, res.statuses)
+    _write_report(sweep_dir)
     tracker.finish_parent(state.parent_run_id, "KILLED" if interrupted else "FINISHED",
                           artifacts=[trials_path, history_path], counts=counts)
     _print_summary(res, spec, sweep_dir, elapsed)

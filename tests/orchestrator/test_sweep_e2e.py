@@ -87,6 +87,18 @@ def test_three_trial_sweep(write_spec, workdir: Path, tiny_spec: str, capsys) ->
     assert parent.info.status == "FINISHED" and parent.data.tags["git_commit"]
     assert parent.data.tags["version.ray"].startswith("2.60")
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"spec.yaml", "trials.parquet"}
+    # the sweep ends with the Pareto report (analysis), written and logged on the parent run
+    report_dir = out / "report"
+    for name in ("pareto.png", "pareto.html", "pareto.csv", "pareto.parquet", "report.md", "knobs.png"):
+        assert (report_dir / name).is_file(), name
+    assert f"report: {report_dir}" in captured.out
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/pareto.png", "report/pareto.html", "report/report.md"} <= logged
+    # and `orchestrator report` rewrites it on demand, in HTML too
+    assert main(["report", str(out), "--format", "html", "--no-mlflow"]) == 0
+    assert (report_dir / "report.html").is_file()
+    assert main(["report", str(out), "--objectives", "clean_acc:max,nonexistent:max"]) == 2
+    assert "nonexistent" in capsys.readouterr().err
     _check_ui(out)
 
 
