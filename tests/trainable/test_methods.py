@@ -100,8 +100,8 @@ def test_pgd_runs_k_plus_one_forward_backward_passes(steps):
 def test_pgd_update_uses_final_adversarial_grad_or_quirk_sum(accumulate):
     method = make_method(method="robust-emp-ssl", num_crops=2, pgd_steps=2, accumulate_attack_grads=accumulate)
     inputs, captured = [], {}
+    before = copy.deepcopy(method.model)  # copied before the hook, so recomputation is not recorded
     method.model.register_forward_pre_hook(lambda m, inp: inputs.append(inp[0].detach().clone()))
-    before = copy.deepcopy(method.model)
     real_step = method.optimizer.step
 
     def capture():
@@ -110,7 +110,7 @@ def test_pgd_update_uses_final_adversarial_grad_or_quirk_sum(accumulate):
 
     method.optimizer.step = capture
     method.step(batches(1)[0])
-    used = inputs if accumulate else inputs[-1:]
+    used = list(inputs) if accumulate else inputs[-1:]
     ref = [torch.zeros_like(p) for p in before.parameters()]
     for x in used:  # independent recomputation on an untouched copy (train mode: batch statistics)
         before.zero_grad()
