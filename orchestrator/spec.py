@@ -8,7 +8,6 @@ are in ``search_spaces/``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from trainable.config import PRESETS, ConfigError, TrialConfig, coerce_value, field_names, parse_number
+from trainable.config import PRESETS, ConfigError, TrialConfig, closest, coerce_value, field_names, parse_number
 
 from .space import Param, SearchSpace
 
@@ -516,8 +515,8 @@ def _unknown(key: Any, allowed: list[str], what: str = "key") -> str:
 
 
 def _hint(value: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(value, allowed, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(value, allowed)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _unknown_metric(metric: Any, config: TrialConfig) -> str:

@@ -232,15 +232,21 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrialConfig)]
 
 
+def closest(value: Any, allowed: list[str]) -> str | None:
+    """The allowed name closest to a misspelt ``value``, for did-you-mean hints (None if none is close)."""
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    return close[0] if close else None
+
+
 def unknown_key_msg(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    close = closest(key, known)
+    hint = f"; did you mean {close!r}?" if close else ""
     return f"unknown setting {key!r}{hint}"
 
 
 def _choice_msg(key: str, value: Any, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(str(value), allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(value, allowed)
+    hint = f" (did you mean {close!r}?)" if close else ""
     return f"{key}: unknown value {value!r}{hint}; allowed: {', '.join(allowed)}"
 
 

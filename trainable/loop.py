@@ -76,6 +76,7 @@ class Trial:
         self.epoch = 0  # epochs completed
         self.train_seconds = 0.0
         self.history: list[dict[str, float]] = []
+        self._eval_data: tuple[torch.Tensor, ...] | None = None
 
     # --- state -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -157,12 +158,17 @@ class Trial:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
 
-    def evaluate(self) -> dict[str, float]:
-        def to_device(ds: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
-            return ds.images.to(self.device).float().div_(255), ds.labels.to(self.device)
+    def _eval_tensors(self) -> tuple[torch.Tensor, ...]:
+        """Probe and test images as float [0, 1] on the device, converted once per trial."""
+        if self._eval_data is None:
+            def to_device(ds: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+                return ds.images.to(self.device).float().div_(255), ds.labels.to(self.device)
 
-        probe_x, probe_y = to_device(self.probe_set)
-        test_x, test_y = to_device(self.test_set)
+            self._eval_data = (*to_device(self.probe_set), *to_device(self.test_set))
+        return self._eval_data
+
+    def evaluate(self) -> dict[str, float]:
+        probe_x, probe_y, test_x, test_y = self._eval_tensors()
         return evaluate(self.model, self.config, probe_x, probe_y, test_x, test_y,
                         self.train_set.num_classes, seed=self.config.seed + 1000 * self.epoch)
 
