@@ -219,6 +219,57 @@ def hypervolume_png(curve: pd.DataFrame, path: str | Path, reference: Sequence[f
     return _save(fig, path)
 
 
+def seed_means_png(summary: pd.DataFrame, objectives: Sequence[Objective], knobs: Sequence[str],
+                   path: str | Path) -> Path:
+    """Each configuration's mean over seeds (an `analysis.seeds.over_seeds` table) of objectives[0] (x)
+    vs objectives[1] (y), with +-1 std error bars; configurations whose means are on the front are red."""
+    x, y = objectives[0].metric, objectives[1].metric
+    fig = Figure(figsize=(8, 6), dpi=110)
+    ax = fig.add_subplot()
+    for on_front, colour in ((False, COLOURS[DOMINATED]), (True, COLOURS[FRONT])):
+        part = summary[summary["on_front"] == on_front]
+        if len(part):
+            ax.errorbar(part[x], part[y], xerr=part.get(f"{x}_std"), yerr=part.get(f"{y}_std"), fmt="o",
+                        color=colour, ecolor=colour, alpha=0.85, capsize=3,
+                        label=f"{'on' if on_front else 'off'} the front of the means ({len(part)})")
+    for i, (_, row) in enumerate(summary.sort_values(x, kind="stable").iterrows()):
+        ax.annotate(f"{knob_label(row, knobs)} (n={int(row['seeds'])})", (row[x], row[y]), textcoords="offset points",
+                    xytext=(6, 6) if i % 2 == 0 else (6, -12), fontsize=7, color="#444444")
+    ax.set_xlabel(_axis_label(objectives[0]) + ", mean +- std over seeds")
+    ax.set_ylabel(_axis_label(objectives[1]) + ", mean +- std over seeds")
+    ax.set_title(f"configurations averaged over seeds: {x} vs {y}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def learning_curves_png(curves: pd.DataFrame, knobs: Sequence[str], metrics: Sequence[str], path: str | Path) -> Path:
+    """Mean (+-1 std band) over seeds of each metric after each epoch, per configuration (an
+    `analysis.seeds.curves_over_seeds` table): one row per metric, against epochs and, when the
+    history records it, against cumulative training seconds."""
+    by_time = "train_seconds" in curves.columns
+    fig = Figure(figsize=(12 if by_time else 6.5, 3.6 * len(metrics) + 0.4), dpi=100)
+    axes = fig.subplots(len(metrics), 2 if by_time else 1, squeeze=False)
+    groups = curves.groupby(list(knobs), sort=False, dropna=False) if knobs else [((), curves)]
+    for key, part in groups:
+        label = knob_label(part.iloc[0], knobs) if knobs else "all trials"
+        part = part.sort_values("epoch")
+        for i, metric in enumerate(metrics):
+            mean, std = part[metric].to_numpy(float), part[f"{metric}_std"].fillna(0).to_numpy(float)
+            for j, xcol in enumerate(("epoch", "train_seconds")[: 2 if by_time else 1]):
+                ax = axes[i, j]
+                xs = part[xcol].to_numpy(float)
+                line = ax.plot(xs, mean, marker="o", ms=3, label=label)[0]
+                ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+                ax.set_xlabel("epoch" if xcol == "epoch" else "training seconds (mean over seeds)")
+                ax.set_ylabel(metric)
+                ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="best")
+    fig.suptitle("learning curves: mean over seeds, band = +-1 std", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import plots
+from . import plots, seeds
 from .compare import is_paper_sweep, paper_comparison
 from .pareto import (NonFiniteRowsWarning, best_per_objective, default_reference, front, hypervolume,
                      hypervolume_over_trials, knee_trial, objective_points, rank_trials)
@@ -72,6 +72,8 @@ class ReportData:
     timing: dict[str, Any]
     comparison: pd.DataFrame | None
     notes: list[str] = field(default_factory=list)
+    seeds: pd.DataFrame | None = None  # per configuration over seeds (analysis.seeds.over_seeds), if seeds vary
+    curves: pd.DataFrame | None = None  # per configuration and epoch over seeds, if trials ran several epochs
 
 
 # --- entry points ---------------------------------------------------------------------------------------
@@ -159,8 +161,10 @@ def compute(sweep: Sweep, objectives: Sequence[Objective], reference: Sequence[f
         if not issubclass(w.category, NonFiniteRowsWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     comparison = paper_comparison(sweep) if is_paper_sweep(sweep) else None
+    by_seed = seeds.over_seeds(trials, objectives) if seeds.has_seeds(trials) else None
+    curves = seeds.curves_over_seeds(trials, sweep.history, seeds.curve_metrics(sweep.history))
     return ReportData(sweep, objectives, ranked, on_front, knee, ref, value, curve, best, _timing(timed), comparison,
-                      notes)
+                      notes, by_seed, curves if len(curves) else None)
 
 
 def _with_times(sweep: Sweep, mlflow_times: bool) -> pd.DataFrame:
@@ -212,7 +216,8 @@ def _write_files(data: ReportData, out: Path, fmt: str, log_to_mlflow: bool) -> 
     report, ``paper_comparison.csv``) are removed so the directory describes one report.
     """
     sweep, objectives = data.sweep, data.objectives
-    for stale in ("pareto.png", "paper_comparison.csv"):
+    for stale in ("pareto.png", "paper_comparison.csv", "seeds.csv", "seed_means.png", "learning_curves.png",
+                  "learning_curves.csv"):
         (out / stale).unlink(missing_ok=True)
     table = data.front.copy()
     table["knee"] = table.index == (data.knee.name if data.knee is not None else None)
@@ -228,6 +233,18 @@ def _write_files(data: ReportData, out: Path, fmt: str, log_to_mlflow: bool) -> 
     plots.interactive_html(sweep.trials, objectives, out / "pareto.html", curve=data.curve, title=title)
     if data.comparison is not None:
         data.comparison.to_csv(out / "paper_comparison.csv", index=False)
+    knobs = seeds.configuration_knobs(sweep.trials)
+    extra: list[Path] = []
+    if data.seeds is not None:
+        data.seeds.to_csv(out / "seeds.csv", index=False)
+        extra.append(out / "seeds.csv")
+        if len(objectives) >= 2 and len(data.seeds):
+            images.append(plots.seed_means_png(data.seeds, objectives, knobs, out / "seed_means.png"))
+    if data.curves is not None:
+        data.curves.to_csv(out / "learning_curves.csv", index=False)
+        extra.append(out / "learning_curves.csv")
+        images.append(plots.learning_curves_png(data.curves, knobs, seeds.curve_metrics(sweep.history),
+                                                out / "learning_curves.png"))
     (out / "summary.txt").write_text(summary_text(data))
     blocks = report_blocks(data, images, log_to_mlflow)
     if fmt == "md":
@@ -237,7 +254,7 @@ def _write_files(data: ReportData, out: Path, fmt: str, log_to_mlflow: bool) -> 
         path = out / "report.html"
         figures = plots.figures_html(plots.plotly_figures(sweep.trials, objectives, data.curve))
         path.write_text(render_html(blocks, title, figures))
-    files = [out / n for n in ("pareto.csv", "pareto.parquet", "pareto.html", "summary.txt")] + images + [path]
+    files = [out / n for n in ("pareto.csv", "pareto.parquet", "pareto.html", "summary.txt")] + extra + images + [path]
     if data.comparison is not None:
         files.append(out / "paper_comparison.csv")
     return path, files
@@ -322,6 +339,9 @@ def report_blocks(data: ReportData, images: Sequence[Path], log_to_mlflow: bool)
                         f"`analysis.pareto.default_reference`). Order of trials in the curve: "
                         f"{data.curve.attrs.get('order', 'in table order')}."))
 
+    if data.seeds is not None:
+        blocks += _seed_blocks(data)
+
     blocks.append(("h2", "Best trial per objective"))
     if len(data.best):
         best = data.best.set_index("objective")
@@ -330,6 +350,9 @@ def report_blocks(data: ReportData, images: Sequence[Path], log_to_mlflow: bool)
     blocks.append(("h2", "Plots"))
     for image in images:
         blocks.append(("img", image.name, image.stem))
+    if data.curves is not None:
+        blocks.append(("p", "Learning curves (`learning_curves.png`, data in `learning_curves.csv`): the metrics after "
+                            "each evaluated epoch, mean over seeds per configuration."))
     blocks.append(("p", "Interactive version (hover for a trial's params): [pareto.html](pareto.html)."))
 
     if data.comparison is not None:
@@ -377,6 +400,24 @@ def report_blocks(data: ReportData, images: Sequence[Path], log_to_mlflow: bool)
     else:
         blocks.append(("p", "The sweep recorded no MLflow parent run."))
     return blocks
+
+
+def _seed_blocks(data: ReportData) -> list[Block]:
+    """The "Mean over seeds" section: one row per configuration, mean +- std of each summary metric."""
+    summary, objectives = data.seeds, data.objectives
+    knobs = seeds.configuration_knobs(data.sweep.trials)
+    metrics = seeds.summary_metrics(data.sweep.trials, objectives)
+    table = pd.DataFrame({_short(k): summary[k].map(lambda v, k=k: plots.format_value(k, v)) for k in knobs})
+    table["seeds"] = summary["seeds"].astype(int)
+    for m in metrics:
+        decimals = 1 if m.endswith("seconds") else 3
+        table[m] = [seeds.mean_pm_std(a, b, decimals) for a, b in zip(summary[m], summary[f"{m}_std"])]
+    table["front"] = summary["on_front"].map(lambda v: "yes" if v else "")
+    return [("h2", "Mean over seeds"),
+            ("p", f"Finished trials grouped by configuration (every swept knob but `seed`): mean ± sample "
+                  f"standard deviation over the seeds. `front`: the configuration's mean point is Pareto-optimal "
+                  f"among the configurations' means in {', '.join(o.metric for o in objectives)}."),
+            ("table", table)]
 
 
 def _trial_table(frame: pd.DataFrame, objectives: Sequence[Objective], knobs: Sequence[str],

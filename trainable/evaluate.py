@@ -152,6 +152,9 @@ def evaluate(
         metrics: dict[str, float] = {"clean_acc": accuracy(clf, test_images, test_labels)}
         robust: dict[float, float] = {}
         for eps in dict.fromkeys((*config.eval_epsilons, config.eval_epsilon)):
+            if eps == 0:  # an attack with a zero budget cannot move the input: PGD is skipped, not run
+                robust[eps] = metrics["clean_acc"]
+                continue
             robust[eps] = robust_accuracy(clf, test_images, test_labels, eps, config.eval_alpha,
                                           config.eval_pgd_steps)
         metrics["robust_acc"] = robust[config.eval_epsilon]

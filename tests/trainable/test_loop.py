@@ -72,6 +72,18 @@ def test_nan_loss_stops_the_trial_with_a_clear_error(monkeypatch):
         train(preset("tiny", epochs=1, **TINY))
 
 
+def test_zero_epsilon_evaluation_skips_pgd_and_equals_clean(monkeypatch):
+    import trainable.evaluate as evaluate
+
+    trial = Trial(preset("tiny", epochs=0, eval_epsilon=0.0, eval_epsilons=(0.0, 8 / 255), **TINY))
+    calls = []
+    real = evaluate.robust_accuracy
+    monkeypatch.setattr(evaluate, "robust_accuracy", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    metrics = trial.evaluate()
+    assert calls == [pytest.approx(8 / 255)]  # PGD ran only for the non-zero budget
+    assert metrics["robust_acc"] == metrics["robust_acc@0/255"] == metrics["clean_acc"]
+
+
 def test_evaluation_leaves_the_encoder_unchanged():
     trial = Trial(preset("tiny", epochs=1, **TINY))
     before = {k: v.clone() for k, v in trial.model.state_dict().items()}
