@@ -5,7 +5,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: demo train-demo test install clean
+.PHONY: demo train-demo test install clean findings
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,9 @@ test: install
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
+
+# EXPERIMENTS.md: the three findings sweeps (3 seeds each; about 1.5 h on 2 cores), then their reports.
+findings: install
+	$(BIN)/orchestrator sweep search_spaces/findings/methods.yaml --out runs/findings-methods
+	$(BIN)/orchestrator sweep search_spaces/findings/crops.yaml --out runs/findings-crops
+	$(BIN)/orchestrator sweep search_spaces/findings/epsilon_replay.yaml --out runs/findings-epsilon-replay

@@ -11,7 +11,7 @@ from orchestrator.cli import main
 from orchestrator.spec import SpecError, load_spec, parse_spec
 
 SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
-SHIPPED = sorted(SPACES.glob("*.yaml"))
+SHIPPED = sorted(SPACES.rglob("*.yaml"))
 
 
 def test_shipped_specs_are_present() -> None:
@@ -19,7 +19,7 @@ def test_shipped_specs_are_present() -> None:
     assert {"epsilon", "crops", "replay_steps", "loss_weights", "joint", "paper_table"} <= names
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(SPACES)))
 def test_shipped_specs_validate(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(path)]) == 0
     assert "OK" in capsys.readouterr().out
