@@ -16,6 +16,19 @@ def project(delta: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tenso
     return (x + delta).clamp(0.0, 1.0) - x
 
 
+@torch.no_grad()
+def _signed_step_(grad: torch.Tensor, delta: torch.Tensor, x: torch.Tensor, alpha: float,
+                  epsilon: float) -> torch.Tensor:
+    """``project(delta + alpha * sign(grad), x, eps)`` computed in ``grad``'s buffer, which it returns.
+
+    Bit-for-bit the same values as the out-of-place form, without allocating any new per-input buffer
+    (the step runs once per replay of every free-AT minibatch and per PGD step). ``grad`` is consumed.
+    """
+    if not (grad.is_contiguous() or grad.is_contiguous(memory_format=torch.channels_last)):
+        grad = grad.clone()  # e.g. an expanded gradient (loss = x.sum()): not writable in place
+    return grad.sign_().mul_(alpha).add_(delta).clamp_(-epsilon, epsilon).add_(x).clamp_(0.0, 1.0).sub_(x)
+
+
 def pgd_linf(
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -47,8 +60,8 @@ def pgd_linf(
             grad = delta.grad
         else:
             (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            delta = project(delta + alpha * grad.sign(), x, epsilon)
+        delta.grad = None
+        delta = _signed_step_(grad, delta.detach(), x, alpha, epsilon)
     return delta.detach()
 
 
@@ -76,9 +89,12 @@ class FreePerturbation:
     @torch.no_grad()
     def ascend(self, x: torch.Tensor, leaf: torch.Tensor) -> None:
         """delta <- project(delta + alpha * sign(dL/d delta)) onto the eps ball and THIS minibatch's box."""
-        if leaf.grad is None:
+        grad = leaf.grad
+        if grad is None:
             raise RuntimeError("free-AT ascent needs dL/d delta: call backward() on the loss first")
-        self.delta = project(leaf.detach() + self.alpha * leaf.grad.sign(), x, self.epsilon)
+        leaf.grad = None
+        # In the gradient's buffer: the delta stays the only persistent per-crop buffer (no copies).
+        self.delta = _signed_step_(grad, leaf.detach(), x, self.alpha, self.epsilon)
 
     def state_dict(self) -> dict:
         return {"delta": None if self.delta is None else self.delta.detach().cpu()}

@@ -27,6 +27,9 @@ ADVERSARIES = ("none", "pgd", "free")
 VIEW_FAMILIES = ("crop", "patch")
 DATASETS = ("cifar10", "cifar100", "fashion-mnist", "embedded", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
+# Execution settings (the GPU path, BENCHMARKS.md item 7); "auto" resolves per device, see `ExecutionPlan`.
+PRECISIONS = ("auto", "fp32", "bf16")
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 
 # Metric names reported by `trainable.loop.train` (the contract with orchestrator and analysis).
 BASE_METRICS = ("clean_acc", "robust_acc", "train_loss", "epoch", "train_seconds", "samples_per_second")
@@ -120,6 +123,10 @@ class TrialConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    # --- execution (how, not what: the same function up to rounding; see `execution_plan`) -----------
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (autocast, encoder forward only)
+    memory_format: str = "auto"  # auto (channels_last on CUDA, contiguous on CPU) | contiguous | channels_last
+    compile: bool = False  # torch.compile the encoder's training forward
 
     # ------------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -164,6 +171,12 @@ class TrialConfig:
             raise ConfigError(_choice_msg("dataset", self.dataset, list(DATASETS)))
         if self.device not in DEVICES:
             raise ConfigError(_choice_msg("device", self.device, list(DEVICES)))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(_choice_msg("precision", self.precision, list(PRECISIONS)))
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(_choice_msg("memory_format", self.memory_format, list(MEMORY_FORMATS)))
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile: expected true or false, got {self.compile!r}")
         for key in ("epsilon", "eval_epsilon", "alpha", "eval_alpha"):
             value = float(getattr(self, key))
             if not (0.0 <= value <= 1.0) or math.isnan(value):
@@ -200,6 +213,26 @@ class TrialConfig:
             if float(getattr(self, key)) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
 
+    def execution_plan(self, device_type: str, bf16_supported: bool = True) -> "ExecutionPlan":
+        """How this trial runs on ``device_type`` ('cpu' | 'cuda'): `precision`/`memory_format` "auto" resolved.
+
+        auto = bf16 autocast and channels-last on CUDA (when the GPU supports bf16), fp32 and
+        contiguous on CPU (the reference behaviour). ``bf16_supported``: whether the device can
+        run bf16 (``torch.cuda.is_bf16_supported()`` on CUDA); an explicit bf16 without it is an error.
+        """
+        if device_type not in ("cpu", "cuda"):
+            raise ConfigError(f"device: cannot plan execution on {device_type!r}; allowed: cpu, cuda")
+        gpu = device_type == "cuda"
+        precision = self.precision
+        if precision == "auto":
+            precision = "bf16" if gpu and bf16_supported else "fp32"
+        elif precision == "bf16" and not bf16_supported:
+            raise ConfigError(f"precision: bf16 is not supported on this {device_type} device; use precision=fp32")
+        memory_format = self.memory_format
+        if memory_format == "auto":
+            memory_format = "channels_last" if gpu else "contiguous"
+        return ExecutionPlan(device_type, precision, memory_format == "channels_last", self.compile)
+
     # ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -226,6 +259,23 @@ class TrialConfig:
                     d[part] = None
         d.update(changes)
         return TrialConfig.from_dict(d)
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """The resolved execution settings of a trial on one device (`TrialConfig.execution_plan`).
+
+    precision ``bf16`` autocasts the encoder's forward (convolutions, linear layers) during
+    pre-training only; the embeddings are cast back to float32 before the L2 normalisation, so the
+    losses (the TCR log-determinant, cosines, NT-Xent), the attacks' perturbation math (delta,
+    sign steps, projections), the optimiser and the evaluation (probe, PGD robust accuracy) are
+    always float32.
+    """
+
+    device: str  # cpu | cuda
+    precision: str  # fp32 | bf16
+    channels_last: bool
+    compile: bool
 
 
 def field_names() -> list[str]:

@@ -42,6 +42,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _on_device(ds: ImageDataset, device: torch.device) -> ImageDataset:
+    """The same dataset with its uint8 images and labels moved to ``device`` once (CIFAR-10 train: 150 MB)."""
+    return ImageDataset(ds.images.to(device), ds.labels.to(device), ds.num_classes, ds.name)
+
+
 class Trial:
     """Everything one trial holds: data, model, method, RNG streams; built from a TrialConfig."""
 
@@ -60,6 +65,9 @@ class Trial:
                                           config.seed + 1)
         else:
             self.probe_set = self.train_set
+        if self.device.type == "cuda":  # the GPU path: fixed shapes (cuDNN autotuning), data resident on the GPU
+            torch.backends.cudnn.benchmark = True
+            self.train_set = _on_device(self.train_set, self.device)  # no per-step host-to-device image copy
         self.steps_per_epoch = num_minibatches(len(self.train_set), config.batch_size, drop_last=True)
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch_size: {config.batch_size} is larger than the {len(self.train_set)} "

@@ -88,7 +88,9 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
         feature = self.features(x)
-        z = F.normalize(self.projector(feature), p=2, dim=1)
+        # Under bf16 autocast the projection comes out in bf16: normalise (and everything after it,
+        # i.e. the losses) in float32. A no-op in float32.
+        z = F.normalize(self.projector(feature).float(), p=2, dim=1)
         return EncoderOutput(z=z, feature=feature)
 
 
