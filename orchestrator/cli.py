@@ -49,10 +49,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainable.loop import TrainingDiverged, train
     from trainable.reporting import CHECKPOINT_FILE
 
+    from .spec import data_problem
+
     try:
         config = preset(args.preset, **parse_overrides(args.overrides))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    problem = data_problem(config.dataset, config.data_dir)  # before anything is printed or built
+    if problem:
+        raise UsageError(problem)
+    for warning in config.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     if args.resume and not args.checkpoint_dir:
         raise UsageError("--resume needs --checkpoint-dir DIR holding the checkpoint to continue from")
     resume_from = None
@@ -276,9 +283,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(f"this sweep is tracked at {uri} (experiment id {state.mlflow_experiment_id}, parent run "
               f"{state.parent_run_id}); open that server's UI")
         return EXIT_OK
-    if args.host not in ("127.0.0.1", "localhost"):
-        print(f"warning: --host {args.host}: the MLflow UI has no authentication and is reachable from the "
-              f"network", file=sys.stderr)
+    loopback = _is_loopback(args.host)
+    if not loopback:
+        print(f"warning: --host {args.host}: the MLflow UI has no authentication; anyone who can reach this "
+              f"machine on port {args.port} can read and change this sweep's runs", file=sys.stderr)
     sweep_dir = args.sweep_dir.resolve()
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--artifacts-destination", str(sweep_dir / "mlartifacts"), "--host", args.host,
@@ -287,7 +295,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown_host}:{args.port}/#/experiments/{state.mlflow_experiment_id}/runs/{state.parent_run_id}"
     proc = subprocess.Popen(cmd, env=env)
-    print(f"MLflow UI for {sweep_dir} ({STATE_FILE}: run {state.parent_run_id}): {url}  (Ctrl-C stops it)",
+    where = f"listening on {args.host} only (this machine; --host to change)" if loopback else \
+        f"listening on {args.host}, no authentication"
+    print(f"MLflow UI for {sweep_dir} ({STATE_FILE}: run {state.parent_run_id}): {url}  ({where}; Ctrl-C stops it)",
           flush=True)
     try:
         return proc.wait()
@@ -298,6 +308,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
         return EXIT_OK
+
+
+def _is_loopback(host: str) -> bool:
+    """True for 'localhost', 127.0.0.0/8 and ::1: addresses only this machine can reach."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a public interface
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from trainable.config import PRESETS, ConfigError, TrialConfig, closest, coerce_value, field_names, parse_number
+from trainable.config import (PRESETS, ConfigError, TrialConfig, closest, coerce_value, field_names,
+                               large_epsilon_warning, parse_number)
 
 from .space import Param, SearchSpace
 
@@ -77,6 +79,7 @@ class SweepSpec:
     base: dict[str, Any]
     space: SearchSpace
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # "<file>: <key>: ..." lines: valid but suspicious
 
     @property
     def metrics(self) -> list[str]:
@@ -92,36 +95,53 @@ class SweepSpec:
 
 
 # --- entry points ------------------------------------------------------------------------------------
-def load_spec(path: str | Path, preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
-    """Read and check the spec at `path`; `preset` and `overrides` (``--set``) take precedence."""
+def load_spec(path: str | Path, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
+              require_data: bool = False) -> SweepSpec:
+    """Read and check the spec at `path`; `preset` and `overrides` (``--set``) take precedence.
+
+    Warnings (valid but suspicious settings) are printed to stderr. A data_dir that is given but does not
+    hold the dataset's files is always an error; `require_data` makes a CIFAR dataset without any data_dir
+    one too (default: a warning, since shipped specs get their data_dir from ``--set`` when they run).
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    return parse_spec(text, path, preset, overrides)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise SpecError(f"{path}: cannot be read: {reason}") from None
+    spec = parse_spec(text, path, preset, overrides, require_data)
+    for warning in spec.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return spec
 
 
 def parse_spec(text: str, path: str | Path = "<spec>", preset: str | None = None,
-               overrides: Mapping[str, Any] | None = None) -> SweepSpec:
+               overrides: Mapping[str, Any] | None = None, require_data: bool = False) -> SweepSpec:
     """Parse YAML text into a checked `SweepSpec` (see `load_spec`)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.safe_load(text)  # plain data only: no YAML tag can name a Python object
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: {_yaml_problem(exc)}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. a NUL byte or absurd nesting
+        raise SpecError(f"{path}: malformed YAML: {_first_line(exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: the spec must be a mapping with keys {', '.join(TOP_KEYS)}; "
                         f"got {type(raw).__name__}")
-    return _Checker(path).check(raw, preset, dict(overrides or {}))
+    return _Checker(path, require_data).check(raw, preset, dict(overrides or {}))
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    problem = getattr(exc, "problem", None) or _first_line(exc)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    tag = re.search(r"constructor for the tag '([^']*)'", problem) if isinstance(exc, yaml.constructor.ConstructorError) else None
+    if tag:  # !!python/object/apply:..., !!python/name:..., any custom tag: refused, nothing is constructed
+        shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        return (f"YAML tag {shown!r}{where} is not allowed; a spec is plain YAML (mappings, lists, text, "
+                f"numbers) and cannot name Python objects")
     context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
     started = f" ({context} started at line {start.line + 1}, column {start.column + 1})" if context and start else ""
     return f"malformed YAML{where}: {problem}{started}"
@@ -131,8 +151,15 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 class _Checker:
     """Checks one spec; every `fail` names the file and key path."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, require_data: bool = False) -> None:
         self.path = path
+        self.require_data = require_data
+        self.warnings: list[str] = []
+
+    def warn(self, key: str, message: str) -> None:
+        line = f"{self.path}: {key}: {message}"
+        if line not in self.warnings:
+            self.warnings.append(line)
 
     def fail(self, key: str, message: str) -> SpecError:
         return SpecError(f"{self.path}: {key}: {message}")
@@ -200,11 +227,13 @@ class _Checker:
         cpu, gpu = self.resources(raw.get("resources", {}))
         retries = self.integer("retries", raw.get("retries", 1), 0)
         self.check_combinations(space, base_values)
+        self.check_data(space, base_values, base)
+        self.epsilon_warnings(base_config, space)
         return SweepSpec(
             path=self.path, name=name, description=description, preset=preset, objectives=objectives,
             trials=trials, concurrency=concurrency, time_limit_s=time_limit, sampler=sampler,
             sampler_options=sampler_options, scheduler=scheduler, cpu=cpu, gpu=gpu, retries=retries,
-            base=base, space=space, raw=raw,
+            base=base, space=space, raw=raw, warnings=list(self.warnings),
         )
 
     def trial_config(self, key: str, values: Mapping[str, Any]) -> TrialConfig:
@@ -509,6 +538,64 @@ class _Checker:
                 raise self.fail("space", f"the combination {{{shown}}} is not a valid trial: {exc}") from None
 
 
+    def check_data(self, space: SearchSpace, base_values: dict[str, Any], base: dict[str, Any]) -> None:
+        """The data files of every dataset/data_dir the trials use exist (nothing is read)."""
+        first = (base_values.get("dataset"), base_values.get("data_dir"))
+        where = "base.data_dir" if "data_dir" in base else "base.dataset" if "dataset" in base else "preset"
+        pairs = {first: where}
+        if "dataset" in space.names + space.bundle_keys or "data_dir" in space.names + space.bundle_keys:
+            for chosen in space.corner_settings(CORNER_LIMIT):
+                pairs.setdefault((chosen.get("dataset", first[0]), chosen.get("data_dir", first[1])), "space")
+        for (dataset, data_dir), key in pairs.items():
+            if dataset in ("cifar10", "cifar100") and data_dir is None and not self.require_data:
+                self.warn(key, f"{dataset} needs data_dir (a directory holding its python-pickle batches); "
+                               f"give it with --set data_dir=DIR when running")
+                continue
+            problem = data_problem(dataset, data_dir)
+            if problem:
+                raise self.fail(key, problem)
+
+    def epsilon_warnings(self, base_config: TrialConfig, space: SearchSpace) -> None:
+        """Perturbation budgets above 64/255 are allowed but rarely meant (8 written for 8/255)."""
+        for warning in base_config.warnings():
+            self.warn(f"base.{warning.partition(': ')[0]}", warning.partition(": ")[2])
+        keys = ("epsilon", "eval_epsilon")
+        for p in space.params:
+            values = []
+            if p.name in keys:
+                values = [(f"space.{p.name}", p.name, v) for v in ([p.high] if p.kind in ("float", "int") else p.choices)]
+            for group, settings in p.bundles.items():
+                values += [(f"space.{p.name}.choice.{group}.{k}", k, settings[k]) for k in keys if k in settings]
+            for key, name, value in values:
+                warning = large_epsilon_warning(name, value)
+                if warning:
+                    self.warn(key, warning.partition(": ")[2])
+
+
+def data_problem(dataset: Any, data_dir: Any) -> str | None:
+    """Why the files of `dataset` in `data_dir` are not where a trial will look, or None; checks that the
+    expected files exist without reading them (``embedded`` and ``synthetic`` ship with the package)."""
+    if dataset not in ("cifar10", "cifar100", "fashion-mnist") or (isinstance(data_dir, str) and "://" in data_dir):
+        return None
+    from trainable import data
+
+    try:
+        if dataset == "fashion-mnist":
+            for split in data.SPLITS:
+                data.fashion_mnist_paths(data_dir or data.FASHION_MNIST_DIR, split)
+            return None
+        folder = data._cifar_folder(dataset, data_dir)
+        _, train_files, test_files, _ = data._CIFAR_LAYOUTS[dataset]
+        missing = [f for f in train_files + test_files if not (folder / f).is_file()]
+        if missing:
+            return f"{dataset}: {folder} is missing {', '.join(missing)}; expected {data._cifar_expected(dataset)}"
+    except data.DatasetError as exc:
+        return str(exc)
+    except (OSError, ValueError) as exc:  # a path the OS refuses (too long, NUL byte, ...)
+        return f"{dataset}: data_dir {data_dir!r} cannot be used ({_first_line(exc)})"
+    return None
+
+
 # --- message helpers ---------------------------------------------------------------------------------------
 def _unknown(key: Any, allowed: list[str], what: str = "key") -> str:
     return f"unknown {what} {key!r}{_hint(str(key), allowed)}; allowed: {', '.join(allowed)}"
@@ -521,7 +608,21 @@ def _hint(value: str, allowed: list[str]) -> str:
 
 def _unknown_metric(metric: Any, config: TrialConfig) -> str:
     names = config.metric_names()
-    return f"unknown metric {metric!r}{_hint(str(metric), names)}; allowed: {', '.join(names)}"
+    allowed = f"allowed: {', '.join(names)}"
+    if metric == "ncrop_acc":
+        return f"metric 'ncrop_acc' is reported only with ncrop_eval > 0 (set it in base); {allowed}"
+    if metric == "autoattack_acc":
+        return f"metric 'autoattack_acc' is reported only with autoattack: true (set it in base); {allowed}"
+    if isinstance(metric, str) and metric.startswith("robust_acc@"):
+        return (f"metric {metric!r} is not reported: the trials evaluate robust accuracy at eval_epsilons "
+                f"{', '.join(n.partition('@')[2] for n in names if '@' in n)} only (add {metric[11:]} to "
+                f"base.eval_epsilons); {allowed}")
+    return f"unknown metric {metric!r}{_hint(str(metric), names)}; {allowed}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _show(value: Any) -> str:

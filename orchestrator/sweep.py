@@ -198,9 +198,54 @@ def fail_orphan_optuna_trials(study_url: str, study_name: str, known: set[str]) 
 
 
 # --- Ray ------------------------------------------------------------------------------------------------
+RAY_PROBE_TIMEOUT_S = 5.0  # how long a cluster address may take to accept a TCP connection
+
+
+def _ray_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) that must answer for `address` (HOST[:PORT] or ray://HOST[:PORT]); None for 'auto' when
+    Ray finds no recorded cluster (ray.init then says so itself)."""
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+
+            address = canonicalize_bootstrap_address("auto") or ""
+        except Exception:  # noqa: BLE001 - Ray's own lookup; let ray.init report its problem
+            return None
+        if not address:
+            return None
+    client = address.startswith("ray://")
+    rest = address[len("ray://"):] if client else address
+    host, sep, port = rest.rpartition(":") if not rest.endswith("]") else (rest, "", "")
+    if not sep:
+        host, port = rest, "10001" if client else "6379"
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SweepError(f"--address {address}: expected 'auto', HOST:PORT (a node of the cluster, port 6379) or "
+                         f"ray://HOST:10001")
+    return host, int(port)
+
+
+def _probe_ray(address: str) -> None:
+    """Fail within RAY_PROBE_TIMEOUT_S when nothing listens at `address` (ray.init would retry for minutes)."""
+    import socket
+
+    endpoint = _ray_endpoint(address)
+    if endpoint is None:
+        return
+    host, port = endpoint
+    try:
+        with socket.create_connection((host, port), timeout=RAY_PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
+        raise SweepError(f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} ({reason}); "
+                         f"start it with `ray start --head` or check --address") from None
+
+
 def connect_ray(address: str | None, num_cpus: int | None) -> None:
     """Start a local Ray instance (address None) or join an existing cluster."""
     import ray
+    from ray.exceptions import RayError
 
     try:
         if address is None:  # "local": always a new private instance, never someone else's cluster
@@ -208,8 +253,9 @@ def connect_ray(address: str | None, num_cpus: int | None) -> None:
         else:
             if num_cpus is not None:
                 raise SweepError("--num-cpus only applies to the local Ray instance; drop it with --address")
+            _probe_ray(address)
             ray.init(address=address, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except (ConnectionError, RuntimeError, ValueError, RayError) as exc:  # RayError: e.g. AuthenticationError
         if isinstance(exc, SweepError):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

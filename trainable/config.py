@@ -180,12 +180,12 @@ class TrialConfig:
         for key in ("epsilon", "eval_epsilon", "alpha", "eval_alpha"):
             value = float(getattr(self, key))
             if not (0.0 <= value <= 1.0) or math.isnan(value):
-                raise ConfigError(f"{key}: {value} is outside [0, 1]; pixels are in [0, 1], write e.g. 8/255")
+                raise ConfigError(f"{key}: {value} is outside [0, 1]; pixels are in [0, 1]{_per_255_hint(value)}")
             setattr(self, key, value)
         self.eval_epsilons = tuple(float(e) for e in self.eval_epsilons)
         for e in self.eval_epsilons:
-            if not 0.0 <= e <= 1.0:
-                raise ConfigError(f"eval_epsilons: {e} is outside [0, 1]; write e.g. 4/255")
+            if not 0.0 <= e <= 1.0 or math.isnan(e):
+                raise ConfigError(f"eval_epsilons: {e} is outside [0, 1]; pixels are in [0, 1]{_per_255_hint(e)}")
         minimum = {
             "epochs": 0, "batch_size": 2, "num_crops": 1, "replay_steps": 1, "pgd_steps": 1,
             "width": 1, "blocks_per_stage": 1, "feature_dim": 1, "hidden_dim": 1, "z_dim": 0,
@@ -212,6 +212,14 @@ class TrialConfig:
         for key in ("lambda_inv", "lambda_tcr", "weight_decay", "momentum", "lars_eta", "probe_lr"):
             if float(getattr(self, key)) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but almost certainly a mistake (one line each, not errors)."""
+        out = []
+        for key in ("epsilon", "eval_epsilon"):
+            out += [w for w in [large_epsilon_warning(key, getattr(self, key))] if w]
+        out += [w for w in [large_epsilon_warning("eval_epsilons", e) for e in self.eval_epsilons] if w]
+        return out
 
     def execution_plan(self, device_type: str, bf16_supported: bool = True) -> "ExecutionPlan":
         """How this trial runs on ``device_type`` ('cpu' | 'cuda'): `precision`/`memory_format` "auto" resolved.
@@ -286,6 +294,29 @@ def closest(value: Any, allowed: list[str]) -> str | None:
     """The allowed name closest to a misspelt ``value``, for did-you-mean hints (None if none is close)."""
     close = difflib.get_close_matches(str(value), allowed, n=1)
     return close[0] if close else None
+
+
+# Perturbation budgets above this are valid but almost always a unit mistake (8/255 meant, 0.8 written).
+LARGE_EPSILON = 64 / 255
+
+
+def _per_255_hint(value: float) -> str:
+    """'; did you mean 8/255?' for a value written in pixel units (1 < value <= 255)."""
+    if 1.0 < value <= 255.0:
+        return f"; did you mean {value:g}/255?"
+    return "; write e.g. 8/255"
+
+
+def large_epsilon_warning(key: str, value: Any) -> str | None:
+    """A warning for a perturbation budget in (64/255, 1]: allowed, but rarely meant."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if LARGE_EPSILON < number <= 1.0:
+        return (f"{key}: {number:.4g} (= {number * 255:.4g}/255) is a very large perturbation budget (above 64/255); "
+                f"typical values are 4/255 to 16/255")
+    return None
 
 
 def unknown_key_msg(key: str, known: list[str]) -> str:
@@ -389,6 +420,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, value = (s.strip() for s in pair.split("=", 1))
         if key not in known:
             raise ConfigError(f"--set: {unknown_key_msg(key, list(known))}")
-        out[key] = coerce_value(key, value, known[key].type)
+        try:
+            out[key] = coerce_value(key, value, known[key].type)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {exc}") from None
     return out
 
