@@ -306,6 +306,22 @@ def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor, radius: int) -> to
     return x.reshape(n, channels, height, width)
 
 
+def _blur_rows(views: torch.Tensor, chosen: torch.Tensor, sigmas: torch.Tensor, radius: int) -> torch.Tensor:
+    """``views`` with the rows in ``chosen`` (N,) blurred by `gaussian_blur` with their ``sigmas``.
+
+    On CPU only the chosen rows (p = 0.1 of them in EMP's recipe) are convolved, in place in
+    ``views`` (a fresh tensor of the pipeline): the same values as blurring every row and keeping
+    the chosen ones, at a tenth of the cost. Elsewhere every row is blurred and selected with
+    ``torch.where``, which needs no host sync for the row count.
+    """
+    if views.device.type != "cpu":
+        return _where_rows(chosen, gaussian_blur(views, sigmas, radius), views)
+    rows = chosen.nonzero().squeeze(1)
+    if len(rows):
+        views[rows] = gaussian_blur(views[rows], sigmas[rows], radius)
+    return views
+
+
 # --- the pipeline ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ViewParams:
@@ -363,7 +379,7 @@ def apply_view_params(sources: torch.Tensor, params: ViewParams, recipe: ViewRec
         views = _where_rows(params.grayscale, TF.rgb_to_grayscale(views, num_output_channels=3), views)
     if recipe.blur_p > 0:
         radius = math.ceil(3 * recipe.blur_sigma[1])
-        views = _where_rows(params.blur, gaussian_blur(views, params.blur_sigma, radius), views)
+        views = _blur_rows(views, params.blur, params.blur_sigma, radius)
     if recipe.solarize_p > 0:
         # As torchvision's solarize (invert pixels >= threshold), on the chosen rows only.
         chosen = params.solarize.view(-1, 1, 1, 1)

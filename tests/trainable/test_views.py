@@ -306,3 +306,32 @@ def test_gaussian_blur_matches_torchvision_inside() -> None:
         inner = (slice(None), slice(radius, -radius), slice(radius, -radius))
         torch.testing.assert_close(out[k][inner], ref[inner], atol=1e-5, rtol=0)
     assert out.min() >= 0 and out.max() <= 1
+
+
+def test_blur_of_chosen_rows_only_equals_blur_of_all_rows_then_select() -> None:
+    """The CPU fast path (convolve only the chosen rows, BENCHMARKS.md item 2) changes no value."""
+    views = rand_images(64, size=32, seed=11)
+    chosen = torch.rand(64, generator=gen(12)) < 0.1
+    chosen[3] = True  # at least one row
+    sigmas = 0.1 + 1.9 * torch.rand(64, generator=gen(13))
+    radius = math.ceil(3 * 2.0)
+    reference = torch.where(chosen.view(-1, 1, 1, 1), gaussian_blur(views, sigmas, radius), views)
+    assert torch.equal(views_module._blur_rows(views.clone(), chosen, sigmas, radius), reference)
+    none = torch.zeros(64, dtype=torch.bool)
+    assert torch.equal(views_module._blur_rows(views.clone(), none, sigmas, radius), views)
+    # The whole pipeline, with blur on every view and on none, against the select-after-blur form.
+    images = rand_images(6, size=32, seed=14)
+    for blur_p in (0.1, 1.0):
+        recipe = replace(recipe_for("emp", "crop"), blur_p=blur_p)
+        params = sample_view_params(24, 32, 32, recipe, gen(15))
+        fast = apply_view_params(images.repeat(4, 1, 1, 1), params, recipe, 32)
+        # rebuild the reference: the same steps, then blur all rows and select (solarize after blur)
+        unclamped = views_module.resized_crop(images.repeat(4, 1, 1, 1), params.boxes, params.flip, 32)
+        unclamped = apply_color_jitter(unclamped, params.jitter_factors, params.jitter_order, params.jitter)
+        unclamped = torch.where(params.grayscale.view(-1, 1, 1, 1),
+                                TF.rgb_to_grayscale(unclamped, num_output_channels=3), unclamped)
+        blurred = torch.where(params.blur.view(-1, 1, 1, 1), gaussian_blur(unclamped, params.blur_sigma, radius),
+                              unclamped)
+        chosen_s = params.solarize.view(-1, 1, 1, 1)
+        reference = torch.where((blurred >= 0.5) & chosen_s, 1.0 - blurred, blurred).clamp(0.0, 1.0)
+        assert torch.equal(fast, reference)
