@@ -346,7 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UsageError as exc:
-        print(f"orchestrator {args.command}: error: {exc}", file=sys.stderr)
+        from trainable.config import one_line
+
+        print(f"orchestrator {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"orchestrator {args.command}: interrupted", file=sys.stderr)

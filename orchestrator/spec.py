@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import yaml
 
 from trainable.config import (PRESETS, ConfigError, TrialConfig, closest, coerce_value, field_names,
-                               large_epsilon_warning, parse_number)
+                               large_epsilon_warning, one_line, parse_number)
 
 from .space import Param, SearchSpace
 
@@ -113,7 +113,7 @@ def load_spec(path: str | Path, preset: str | None = None, overrides: Mapping[st
         raise SpecError(f"{path}: cannot be read: {reason}") from None
     spec = parse_spec(text, path, preset, overrides, require_data)
     for warning in spec.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {one_line(warning)}", file=sys.stderr)
     return spec
 
 
@@ -162,7 +162,7 @@ class _Checker:
             self.warnings.append(line)
 
     def fail(self, key: str, message: str) -> SpecError:
-        return SpecError(f"{self.path}: {key}: {message}")
+        return SpecError(one_line(f"{self.path}: {key}: {message}"))
 
     # --- generic helpers -------------------------------------------------------------------------
     def keys(self, key: str, value: Any, allowed: tuple[str, ...] | list[str], required: tuple[str, ...] = ()) -> dict:
@@ -211,7 +211,7 @@ class _Checker:
             raise self.fail("description", f"expected text, got {_show(description)}")
 
         preset = preset_override if preset_override is not None else raw.get("preset", "demo")
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             where = "--preset" if preset_override is not None else "preset"
             raise self.fail(where, f"unknown preset {_show(preset)}{_hint(preset, list(PRESETS))}; "
                                    f"allowed: {', '.join(PRESETS)}")
@@ -312,8 +312,8 @@ class _Checker:
             seconds = float(v[:-1]) * {"s": 1, "m": 60, "h": 3600}[v[-1]]
         else:
             raise self.fail(key, f"expected seconds or a duration such as 90s, 30m, 2h; got {_show(value)}")
-        if seconds <= 0:
-            raise self.fail(key, f"must be positive, got {_show(value)}")
+        if not seconds > 0 or math.isinf(seconds):
+            raise self.fail(key, f"must be a positive, finite duration, got {_show(value)}")
         return seconds
 
     def sampler(self, value: Any) -> tuple[str, dict[str, Any]]:
@@ -323,7 +323,7 @@ class _Checker:
             raise self.fail("sampler", f"expected one of {', '.join(SAMPLERS)} or a mapping with `type`; "
                                        f"got {_show(value)}")
         kind = value.get("type")
-        if kind not in SAMPLERS:
+        if not isinstance(kind, str) or kind not in SAMPLERS:
             raise self.fail("sampler" if "type" not in value or len(value) == 1 else "sampler.type",
                             f"unknown sampler {_show(kind)}{_hint(str(kind), list(SAMPLERS))}; "
                             f"allowed: {', '.join(SAMPLERS)}")

@@ -44,7 +44,11 @@ def parse_number(text: Any) -> float:
     if isinstance(text, bool):
         raise ConfigError(f"expected a number, got {text!r}")
     if isinstance(text, (int, float)):
-        return float(text)
+        try:
+            return float(text)
+        except OverflowError:  # an integer beyond float range (YAML reads 1 followed by 400 zeros as one)
+            raise ConfigError(f"expected a number such as 0.03 or 8/255, got an integer with {len(str(text))} "
+                              f"digits") from None
     if isinstance(text, str):
         s = text.strip()
         try:
@@ -207,11 +211,11 @@ class TrialConfig:
         if self.objective == "simclr" and self.num_crops != 2:
             raise ConfigError(f"num_crops: SimCLR uses exactly 2 views, got {self.num_crops}")
         for key in ("lr", "tcr_eps", "temperature"):
-            if not float(getattr(self, key)) > 0:
-                raise ConfigError(f"{key}: must be > 0, got {getattr(self, key)}")
+            if not float(getattr(self, key)) > 0 or math.isinf(float(getattr(self, key))):
+                raise ConfigError(f"{key}: must be > 0 and finite, got {getattr(self, key)}")
         for key in ("lambda_inv", "lambda_tcr", "weight_decay", "momentum", "lars_eta", "probe_lr"):
-            if float(getattr(self, key)) < 0:
-                raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
+            if not float(getattr(self, key)) >= 0 or math.isinf(float(getattr(self, key))):
+                raise ConfigError(f"{key}: must be >= 0 and finite, got {getattr(self, key)}")
 
     def warnings(self) -> list[str]:
         """Settings that are valid but almost certainly a mistake (one line each, not errors)."""
@@ -288,6 +292,14 @@ class ExecutionPlan:
 
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrialConfig)]
+
+
+def one_line(text: Any) -> str:
+    """`text` with line breaks and other control characters escaped, so an error stays one line."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def closest(value: Any, allowed: list[str]) -> str | None:
