@@ -5,7 +5,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: demo train-demo test install clean findings
+.PHONY: demo train-demo test install clean findings findings-figures
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,12 @@ findings: install
 	$(BIN)/orchestrator sweep search_spaces/findings/methods.yaml --out runs/findings-methods
 	$(BIN)/orchestrator sweep search_spaces/findings/crops.yaml --out runs/findings-crops
 	$(BIN)/orchestrator sweep search_spaces/findings/epsilon_replay.yaml --out runs/findings-epsilon-replay
+	$(MAKE) findings-figures
+
+# Copy the findings sweeps' report figures to docs/findings/ (the PNGs EXPERIMENTS.md shows).
+findings-figures:
+	mkdir -p docs/findings
+	cp runs/findings-methods/report/seed_means.png docs/findings/methods_seed_means.png
+	cp runs/findings-crops/report/learning_curves.png docs/findings/crops_learning_curves.png
+	cp runs/findings-epsilon-replay/report/seed_means.png docs/findings/epsilon_replay_seed_means.png
+	cp runs/findings-epsilon-replay/report/pareto.png docs/findings/epsilon_replay_pareto.png
