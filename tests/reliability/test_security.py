@@ -18,7 +18,8 @@ import torch
 from orchestrator.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-CODE_DIRS = ("orchestrator", "trainable", "analysis", "scripts", "bench")
+CODE_DIRS = ("orchestrator", "trainable", "analysis", "scripts")  # what reads users' files
+TOOL_DIRS = CODE_DIRS + ("bench", "search_spaces")
 
 TINY_SPEC = """\
 name: tiny
@@ -106,7 +107,8 @@ def test_no_loader_in_the_code_can_run_what_it_reads() -> None:
         for node, name in _calls(ast.parse(path.read_text(), str(path))):
             where = f"{path.relative_to(REPO)}:{node.lineno}: {name}"
             kw = {k.arg: k.value for k in node.keywords}
-            if name in FORBIDDEN:
+            literal = bool(node.args) and isinstance(node.args[0], ast.Constant)
+            if name in FORBIDDEN and not (name in ("__import__", "importlib.import_module") and literal):
                 problems.append(where)
             elif name == "torch.load" and not (isinstance(kw.get("weights_only"), ast.Constant)
                                                and kw["weights_only"].value is True):
@@ -269,7 +271,7 @@ def test_no_secret_from_the_environment_reaches_the_sweep_directory(workdir: Pat
 def test_ray_token_authentication_is_never_turned_off() -> None:
     """Ray 2.60 turns token auth on for the local instances we start; no code or config of ours opts out."""
     hits = []
-    paths = [p for d in CODE_DIRS + ("search_spaces",) for p in (REPO / d).rglob("*") if p.is_file()
+    paths = [p for d in TOOL_DIRS for p in (REPO / d).rglob("*") if p.is_file()
              and p.suffix in (".py", ".yaml", ".yml", ".json", ".sh", ".toml", ".cfg", ".ini", "")]
     paths += [REPO / "Makefile", REPO / "pyproject.toml"]
     for path in paths:
