@@ -21,6 +21,7 @@ import json
 import resource
 import subprocess
 import sys
+import warnings
 from typing import Any
 
 from bench.common import header, parser, table
@@ -74,12 +75,14 @@ def per_crop_tensors(method: Any) -> list[tuple[str, tuple[int, ...]]]:
             if isinstance(v, torch.Tensor)}
     gc.collect()
     found = []
-    for obj in gc.get_objects():
-        try:
-            if isinstance(obj, torch.Tensor) and id(obj) not in own and obj.dim() >= 1 and obj.shape[0] == rows:
-                found.append((known.get(id(obj), "unknown"), tuple(obj.shape)))
-        except Exception:  # noqa: BLE001 - objects that refuse inspection
-            continue
+    with warnings.catch_warnings():  # isinstance on some lazily deprecated objects warns
+        warnings.simplefilter("ignore")
+        for obj in gc.get_objects():
+            try:
+                if isinstance(obj, torch.Tensor) and id(obj) not in own and obj.dim() >= 1 and obj.shape[0] == rows:
+                    found.append((known.get(id(obj), "unknown"), tuple(obj.shape)))
+            except Exception:  # noqa: BLE001 - objects that refuse inspection
+                continue
     return found
 
 
