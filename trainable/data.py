@@ -3,8 +3,8 @@
 Names (``trainable.config.DATASETS``):
 
 - ``cifar10``, ``cifar100``: a local copy in the standard python-pickle layout
-  (``cifar-10-batches-py/`` or ``cifar-100-python/``), read with torchvision's readers with
-  ``download=False``. Nothing is ever downloaded.
+  (``cifar-10-batches-py/`` or ``cifar-100-python/``), read with a restricted unpickler (numpy arrays and plain data only, so a crafted
+  file cannot run code). Nothing is ever downloaded.
 - ``fashion-mnist``: a directory of the four standard idx files (gzipped or not); by default the
   Debian package ``dataset-fashion-mnist``'s ``/usr/share/datasets/fashion-mnist``.
 - ``embedded``: a small real sample of Fashion-MNIST shipped in the package
@@ -22,10 +22,11 @@ from __future__ import annotations
 import gzip
 import math
 import numbers
+import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -331,38 +332,56 @@ def _cifar_expected(name: str) -> str:
     return ", ".join(train_files + test_files)
 
 
-def _read_cifar(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Images uint8 ``(N, 32, 32, 3)`` (HWC) and labels int64 ``(N,)`` via torchvision's reader."""
-    from torchvision.datasets import CIFAR10, CIFAR100
+# The only globals a CIFAR batch may name: numpy's array and dtype reconstructors (any numpy version,
+# pickle protocols 2-5) and the text-to-bytes codec protocol 2 uses for raw bytes. Anything else
+# (os.system, builtins.exec, ...) is refused before it can run.
+_SAFE_PICKLE_GLOBALS = frozenset({
+    ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+})
 
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """A pickle reader for data files: dicts, lists, bytes, numbers and numpy arrays; no other objects."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numpy arrays are allowed in a batch)")
+
+
+def _read_cifar_batch(path: Path) -> dict:
+    """One python-pickle CIFAR batch as a dict with str keys, read without running any pickled code."""
+    with open(path, "rb") as fh:
+        entry = _ArraysOnlyUnpickler(fh, encoding="latin1").load()
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path.name} holds a {type(entry).__name__}, not a dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
+def _read_cifar(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 ``(N, 32, 32, 3)`` (HWC) and labels int64 ``(N,)`` from the python-pickle batches.
+
+    Read with a restricted unpickler (numpy arrays and plain data only), so a crafted batch file
+    cannot run code; same layout as torchvision's reader (``data`` (N, 3072) CHW rows, ``labels`` or
+    ``fine_labels``).
+    """
     folder = _cifar_folder(name, data_dir)
-    base_folder, train_files, test_files, num_classes = _CIFAR_LAYOUTS[name]
+    _, train_files, test_files, num_classes = _CIFAR_LAYOUTS[name]
     wanted = train_files if split == "train" else test_files
     missing = [f for f in wanted if not (folder / f).is_file()]
     if missing:
         raise DatasetError(f"{name}: {folder} is missing {', '.join(missing)}; expected {_cifar_expected(name)}")
-
-    base = CIFAR10 if name == "cifar10" else CIFAR100
-
-    class _LocalCIFAR(base):  # type: ignore[misc, valid-type]
-        """torchvision's reader on a folder we have checked; no md5 check, never a download."""
-
-        base_folder = folder.name
-        train_list = [[f, None] for f in train_files] if split == "train" else []
-        test_list = [[f, None] for f in test_files] if split == "test" else []
-
-        def _check_integrity(self) -> bool:
-            return True
-
-        def _load_meta(self) -> None:
-            self.classes = []
-            self.class_to_idx = {}
-
+    label_key = "labels" if name == "cifar10" else "fine_labels"
     try:
-        ds = _LocalCIFAR(root=str(folder.parent), train=(split == "train"), download=False)
-        images = np.asarray(ds.data, dtype=np.uint8)
-        labels = np.asarray(ds.targets, dtype=np.int64)
-    except Exception as exc:  # unpickling errors, a bad layout inside a batch
+        batches = [_read_cifar_batch(folder / f) for f in wanted]
+        images = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+        images = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
+    except Exception as exc:  # refused globals, truncated files, missing keys, a bad layout inside a batch
         raise DatasetError(f"{name}: cannot read {', '.join(str(folder / f) for f in wanted)} "
                            f"({_one_line(exc)}); expected the python-pickle batches {_cifar_expected(name)}") from None
     if images.shape[1:] != (32, 32, 3) or len(images) != len(labels):

@@ -151,9 +151,6 @@ def test_train_resume_refuses_a_pickled_checkpoint(workdir: Path, capsys) -> Non
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="SECURITY GAP (issue #5): CIFAR batches are read with torchvision's "
-                   "pickle.load, so a crafted data_batch runs code; trainable/data.py needs a restricted "
-                   "unpickler (numpy arrays, lists, bytes, ints only)")
 def test_cifar_batches_with_a_pickled_payload_are_refused(tmp_path: Path) -> None:
     from trainable.data import DatasetError, load_dataset
 
