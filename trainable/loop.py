@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrialConfig
 from .data import ImageDataset, iterate_minibatches, load_dataset, num_minibatches
 from .evaluate import evaluate, require_autoattack
@@ -27,6 +27,7 @@ from .reporting import CHECKPOINT_FILE, Reporter
 log = logging.getLogger(__name__)
 
 FINITE_CHECK_EVERY = 10  # steps between host syncs that check the running loss is finite
+STATE_KEYS = ("config", "epoch", "train_seconds", "history", "model", "optimizer", "scheduler", "free_delta", "rng")
 
 
 class TrainingDiverged(RuntimeError):
@@ -105,19 +106,43 @@ class Trial:
             },
         }
 
+    def check_state(self, state: dict[str, Any]) -> None:
+        """Raise CheckpointError (one line) unless ``state`` is a complete state of this trial's model,
+        so a damaged checkpoint is refused before anything is loaded, never applied half-way."""
+        missing = [k for k in STATE_KEYS if k not in state]
+        rng = state.get("rng")
+        if not missing and not (isinstance(rng, dict) and all(k in rng for k in ("torch", "data", "views"))):
+            missing = ["rng.torch/data/views"]
+        if missing:
+            raise CheckpointError(f"not a complete trial state (missing: {', '.join(missing)}); not loaded")
+        own, theirs = self.model.state_dict(), state["model"]
+        if not isinstance(theirs, dict) or set(theirs) != set(own):
+            odd = sorted(set(own) ^ set(theirs)) if isinstance(theirs, dict) else ["<not a mapping>"]
+            raise CheckpointError(f"model entries do not match this trial's model (e.g. {odd[0]}); not loaded")
+        for key, tensor in own.items():
+            if not isinstance(theirs[key], torch.Tensor) or theirs[key].shape != tensor.shape:
+                shape = tuple(theirs[key].shape) if isinstance(theirs[key], torch.Tensor) else type(theirs[key]).__name__
+                raise CheckpointError(f"model entry {key} has shape {shape}, the trial's model {tuple(tensor.shape)}; "
+                                      f"not loaded")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.check_state(state)
         saved = TrialConfig.from_dict(state["config"])
         if saved.to_dict() != self.config.to_dict():
             diff = sorted(k for k, v in saved.to_dict().items() if self.config.to_dict().get(k) != v)
             raise ValueError(f"checkpoint was written by a different trial config (differs in: {', '.join(diff)})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.method.perturbation is not None and state["free_delta"] is not None:
-            self.method.perturbation.load_state_dict(state["free_delta"], self.device)
-        torch.set_rng_state(state["rng"]["torch"])
-        self.data_generator.set_state(state["rng"]["data"])
-        self.view_generator.set_state(state["rng"]["views"].to(self.view_generator.device))
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.method.perturbation is not None and state["free_delta"] is not None:
+                self.method.perturbation.load_state_dict(state["free_delta"], self.device)
+            torch.set_rng_state(state["rng"]["torch"])
+            self.data_generator.set_state(state["rng"]["data"])
+            self.view_generator.set_state(state["rng"]["views"].to(self.view_generator.device))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # this Trial is discarded by the caller
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"inconsistent trial state ({type(exc).__name__}: {first}); not loaded") from None
         self.epoch = int(state["epoch"])
         self.train_seconds = float(state["train_seconds"])
         self.history = list(state["history"])
@@ -198,7 +223,13 @@ def train(
     trial = Trial(config)
     if resume_from is not None:
         path = Path(resume_from)
-        trial.load_state_dict(load_checkpoint(path / CHECKPOINT_FILE if path.is_dir() else path))
+        file = path / CHECKPOINT_FILE if path.is_dir() else path
+        try:
+            trial.load_state_dict(load_checkpoint(file))
+        except CheckpointError as exc:
+            message = str(exc)
+            raise CheckpointError(message if message.startswith("checkpoint ") else f"checkpoint {file}: {message}") \
+                from None
         log.info("resumed from %s after epoch %d", path, trial.epoch)
 
     if config.epochs == 0 or trial.epoch >= config.epochs:
