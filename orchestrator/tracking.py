@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import platform
 import re
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
@@ -41,6 +44,32 @@ TUNE_KEYS = frozenset({
 RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "stopped": "FINISHED", "failed": "FAILED",
               "interrupted": "KILLED", "pending": "KILLED"}
 PACKAGES = ("ray", "optuna", "mlflow", "torch", "pyarrow", "pandas", "numpy")
+
+
+@contextmanager
+def sqlite_store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on the directory of a ``sqlite:///`` store (nothing for other stores).
+
+    Sweeps started at once on one shared SQLite file would otherwise both create and migrate its
+    tables (MLflow runs alembic on first use) and one of them crash; normal writes afterwards are
+    serialised by SQLite itself. The lock is flock(2) on the directory: nothing is left behind.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    directory = Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve().parent
+    try:
+        import fcntl
+
+        fd = os.open(directory, os.O_RDONLY)
+    except (ImportError, OSError):  # no flock here, or no directory yet (MLflow reports that itself)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def default_tracking_uri(sweep_dir: Path) -> str:
@@ -92,13 +121,19 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, artifact_dir: Path | None) -> None:
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
+        with sqlite_store_lock(uri):  # first use creates/migrates the tables: one process at a time
+            self.client = MlflowClient(tracking_uri=uri)
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                location = artifact_dir.resolve().as_uri() if artifact_dir is not None else None
+                try:
+                    self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+                except MlflowException as exc:  # another sweep created it since (tracking server)
+                    found = self.client.get_experiment_by_name(experiment)
+                    if found is None:
+                        raise exc from None
         if found is not None:
             self.experiment_id = found.experiment_id
-        else:
-            location = artifact_dir.resolve().as_uri() if artifact_dir is not None else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
 
     def start_parent(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
                      spec_file: Path) -> str:
