@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -27,6 +26,7 @@ from trainable.config import parse_overrides
 from trainable.tune_adapter import TrialSettings, run_trial
 
 from . import results as results_mod
+from .preflight import directory_problem
 from .spec import SpecError, SweepSpec, load_spec
 from .tracking import MlflowTrialCallback, Tracker, default_tracking_uri, git_commit, package_versions
 
@@ -333,16 +333,27 @@ def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], optio
     if sweep_dir.exists() and any(sweep_dir.iterdir()):
         hint = " (continue it with `orchestrator resume`)" if (sweep_dir / STATE_FILE).exists() else ""
         raise SweepError(f"--out {sweep_dir}: already exists and is not empty{hint}")
-    connect_ray(options.address, options.num_cpus)
+    _preflight(sweep_dir, _experiment_path(sweep_dir, options.storage),
+               options.tracking_uri or default_tracking_uri(sweep_dir))
+    claimed: list[Path] = []  # created here; removed again when the sweep does not get going
     try:
-        trainable, settings = _build_trainable(spec)  # checks resources against the cluster first
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        sweep_dir = _claim_sweep_dir(sweep_dir, spec_path, options.out is not None, claimed)
+        _claim_experiment_path(_experiment_path(sweep_dir, options.storage), options.storage, claimed)
+        connect_ray(options.address, options.num_cpus)
+    except BaseException:
+        _release(claimed)
+        raise
+    try:
+        try:
+            trainable, settings = _build_trainable(spec)  # checks resources against the cluster first
+        except BaseException:
+            _release(claimed)
+            raise
         print(f"sweep directory: {sweep_dir}", flush=True)
-        shutil.copyfile(spec_path, sweep_dir / SPEC_COPY)
         state = _new_state(spec, sweep_dir, preset, set_pairs, options)
         _quiet_tune_output()
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial tables"
-        tracker = Tracker(state.tracking_uri, spec.name, sweep_dir / "mlartifacts")
+        tracker = Tracker(state.tracking_uri, spec.name, _artifact_dir(state.tracking_uri, sweep_dir))
         state.mlflow_experiment_id = tracker.experiment_id
         state.parent_run_id = tracker.start_parent(sweep_dir.name, _parent_params(spec, set_pairs),
                                                    _parent_tags(spec, sweep_dir, options), sweep_dir / SPEC_COPY)
@@ -365,6 +376,7 @@ def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = Tr
         raise SweepError("--out cannot be combined with resume; the sweep continues in its own directory")
     if options.storage is not None or options.tracking_uri is not None:
         raise SweepError("--storage and --tracking-uri are fixed when a sweep starts; resume uses the stored ones")
+    _preflight(sweep_dir, state.experiment_path, state.tracking_uri, label="sweep directory")
     connect_ray(options.address, options.num_cpus)
     try:
         if not tune.Tuner.can_restore(state.experiment_path):
@@ -372,7 +384,7 @@ def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = Tr
                              f"(no experiment state was saved)")
         trainable, _settings = _build_trainable(spec)
         print(f"sweep directory: {sweep_dir} (resuming)", flush=True)
-        tracker = Tracker(state.tracking_uri, spec.name, sweep_dir / "mlartifacts")
+        tracker = Tracker(state.tracking_uri, spec.name, _artifact_dir(state.tracking_uri, sweep_dir))
         tracker.resume_parent(state.parent_run_id)
         state.sweeps.append(_run_entry("resume", options))
         state.save(sweep_dir)
@@ -381,6 +393,100 @@ def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = Tr
         return _fit_and_finish(tuner, spec, state, tracker, sweep_dir)
     finally:
         _disconnect_ray()
+
+
+def _experiment_path(sweep_dir: Path, storage: str | None) -> str:
+    """Where Ray Tune keeps this sweep's experiment: <sweep dir>/tune or <storage>/<sweep dir name>."""
+    if storage is None:
+        return str(sweep_dir / TUNE_DIR)
+    if "://" in storage:
+        return f"{storage.rstrip('/')}/{sweep_dir.name}"
+    return str(Path(storage).resolve() / sweep_dir.name)
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for servers and other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()
+
+
+def _preflight(sweep_dir: Path, experiment_path: str, tracking_uri: str, label: str = "--out") -> None:
+    """Before Ray starts: the sweep dir, a local --storage and a SQLite tracking store are writable and
+    have room (orchestrator/preflight.py); else one line naming the path (exit code 2)."""
+    checks = [(sweep_dir, label)]
+    if "://" not in experiment_path:
+        checks.append((Path(experiment_path), "--storage"))
+    db = _sqlite_file(tracking_uri)
+    if db is not None:
+        checks.append((db.parent, "--tracking-uri"))
+    for path, what in checks:
+        problem = directory_problem(path, what)
+        if problem:
+            raise SweepError(problem)
+
+
+def _claim_sweep_dir(sweep_dir: Path, spec_path: Path, explicit: bool, claimed: list[Path]) -> Path:
+    """Create the sweep dir and its spec copy exclusively, so two sweeps started at once never share one.
+
+    An explicit --out that another sweep claimed first is refused; a default (timestamped) name that is
+    taken gets a suffix (-2, -3, ...). What was created is appended to `claimed` (see `_release`).
+    """
+    text = spec_path.read_bytes()
+    for attempt in range(1, 100):
+        candidate = sweep_dir if attempt == 1 else sweep_dir.with_name(f"{sweep_dir.name}-{attempt}")
+        new = not candidate.exists()
+        candidate.mkdir(parents=True, exist_ok=True)
+        try:
+            if attempt > 1 and any(candidate.iterdir()):
+                raise FileExistsError(candidate)
+            with open(candidate / SPEC_COPY, "xb") as fh:
+                if new:
+                    claimed.append(candidate)
+                claimed.append(candidate / SPEC_COPY)
+                fh.write(text)
+            return candidate
+        except FileExistsError:
+            if explicit:
+                raise SweepError(f"--out {candidate}: another sweep started in this directory at the same time; "
+                                 f"choose another --out") from None
+    raise SweepError(f"--out {sweep_dir}: no free directory name (tried -2 to -99)")
+
+
+def _claim_experiment_path(experiment_path: str, storage: str | None, claimed: list[Path]) -> None:
+    """With a local --storage, create <storage>/<sweep dir name> exclusively: two sweeps whose directories
+    share a name must not share Ray's experiment (trial dirs, checkpoints, experiment state)."""
+    if storage is None or "://" in experiment_path:
+        return
+    path = Path(experiment_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise SweepError(f"--storage {storage}: {path} already exists (another sweep directory named {path.name} "
+                         f"uses this storage); choose another --out name") from None
+    claimed.append(path)
+
+
+def _release(claimed: list[Path]) -> None:
+    """Undo `_claim_*` for a sweep that failed before it started: files removed, directories if empty."""
+    for path in reversed(claimed):
+        try:
+            path.rmdir() if path.is_dir() else path.unlink()
+        except OSError:
+            pass
+
+
+def _artifact_dir(tracking_uri: str, sweep_dir: Path) -> Path | None:
+    """Where a new MLflow experiment keeps artifacts: the sweep dir's mlartifacts/ for its own store; next
+    to a shared SQLite store (sweeps sharing it must not write into each other's directories); the
+    server's default for a tracking server."""
+    db = _sqlite_file(tracking_uri)
+    if db is None:
+        return None
+    if db == (sweep_dir / "mlflow.db").resolve():
+        return sweep_dir / "mlartifacts"
+    return db.parent / "mlartifacts"
 
 
 def _disconnect_ray() -> None:
@@ -392,14 +498,9 @@ def _disconnect_ray() -> None:
 
 def _new_state(spec: SweepSpec, sweep_dir: Path, preset: str | None, set_pairs: list[str],
                options: SweepOptions) -> SweepState:
-    if options.storage is None:
-        experiment_path = str(sweep_dir / TUNE_DIR)
-    elif "://" in options.storage:
-        experiment_path = f"{options.storage.rstrip('/')}/{sweep_dir.name}"
-    else:
-        experiment_path = str(Path(options.storage).resolve() / sweep_dir.name)
     return SweepState(
-        name=spec.name, preset=preset, overrides=list(set_pairs), experiment_path=experiment_path,
+        name=spec.name, preset=preset, overrides=list(set_pairs),
+        experiment_path=_experiment_path(sweep_dir, options.storage),
         tracking_uri=options.tracking_uri or default_tracking_uri(sweep_dir), mlflow_experiment_id="",
         parent_run_id="", study_name=spec.name, study_url=f"sqlite:///{sweep_dir / STUDY_FILE}",
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
