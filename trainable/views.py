@@ -268,9 +268,18 @@ def apply_color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch
     apply (N,) bool: rows to jitter (the others are returned unchanged).
 
     Cost: the hue (the expensive op) runs once on all rows: first every row's blend ops before
-    its hue, then the hue, then the blend ops after it.
+    its hue, then the hue, then the blend ops after it. On CPU each op runs on the rows that take it
+    only (`_apply_color_jitter_rows`: the same values, a fifth less work).
     """
     hue_step = (order == HUE).int().argmax(dim=1)  # (N,) position of the hue in each row's order
+    if images.device.type == "cpu":
+        return _apply_color_jitter_rows(images, factors, order, apply, hue_step)
+    return _apply_color_jitter_where(images, factors, order, apply, hue_step)
+
+
+def _apply_color_jitter_where(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, apply: torch.Tensor,
+                              hue_step: torch.Tensor) -> torch.Tensor:
+    """`apply_color_jitter` on every row, inactive rows with neutral factors or selected away (no host sync)."""
     neutral = torch.tensor(_NEUTRAL, device=images.device, dtype=factors.dtype)
     rows = torch.arange(len(order), device=order.device)
 
@@ -283,6 +292,34 @@ def apply_color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch
         images = blend_step(images, step, apply & (step < hue_step))
     images = _where_rows(apply, adjust_hue(images, torch.where(apply, factors[:, HUE], 0.0)), images)
     for step in range(1, 4):  # blend ops after the hue (steps 1..3)
+        images = blend_step(images, step, apply & (step > hue_step))
+    return images
+
+
+def _apply_color_jitter_rows(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, apply: torch.Tensor,
+                             hue_step: torch.Tensor) -> torch.Tensor:
+    """`apply_color_jitter` computing each op on the rows that take it only (CPU: indexing needs the row count).
+
+    Equal values: every op is per row (elementwise, or a mean over the row's own pixels), and a
+    blend op with the neutral factor 1 is exactly a clamp to [0, 1], which all rows still get.
+    """
+    def blend_step(x: torch.Tensor, step: int, active: torch.Tensor) -> torch.Tensor:
+        rows = active.nonzero().squeeze(1)
+        if len(rows):
+            op_ids = order[rows, step].clamp(max=SATURATION)
+            blended = _blend_ops(x[rows], op_ids, factors[rows, op_ids])
+        x = x.clamp_(0.0, 1.0)  # = the neutral blend of the other rows
+        if len(rows):
+            x[rows] = blended
+        return x
+
+    images = images.clone()  # the caller's tensor is not modified
+    for step in range(3):  # blend ops before the hue
+        images = blend_step(images, step, apply & (step < hue_step))
+    rows = apply.nonzero().squeeze(1)
+    if len(rows):
+        images[rows] = adjust_hue(images[rows], factors[rows, HUE])
+    for step in range(1, 4):  # blend ops after the hue
         images = blend_step(images, step, apply & (step > hue_step))
     return images
 

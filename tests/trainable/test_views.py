@@ -335,3 +335,20 @@ def test_blur_of_chosen_rows_only_equals_blur_of_all_rows_then_select() -> None:
         chosen_s = params.solarize.view(-1, 1, 1, 1)
         reference = torch.where((blurred >= 0.5) & chosen_s, 1.0 - blurred, blurred).clamp(0.0, 1.0)
         assert torch.equal(fast, reference)
+
+
+@pytest.mark.parametrize("p_apply", [0.0, 0.8, 1.0])
+def test_color_jitter_on_chosen_rows_equals_the_all_rows_form(p_apply: float) -> None:
+    """The CPU fast path (each op on the rows that take it, BENCHMARKS.md item 2) changes no value."""
+    recipe = recipe_for("emp", "crop")
+    for seed in range(3):
+        params = sample_view_params(96, 32, 32, replace(recipe, jitter_p=p_apply), gen(seed))
+        images = rand_images(96, size=32, seed=seed + 20)
+        images[:4] = images[:4] * 1.2 - 0.1  # some pixels outside [0, 1]: the neutral blends clamp them
+        before = images.clone()
+        hue_step = (params.jitter_order == HUE).int().argmax(dim=1)
+        args = (images, params.jitter_factors, params.jitter_order, params.jitter, hue_step)
+        fast = views_module._apply_color_jitter_rows(*args)
+        assert torch.equal(images, before)  # the input is not modified
+        assert torch.equal(fast, views_module._apply_color_jitter_where(*args))
+        assert torch.equal(fast, apply_color_jitter(images, params.jitter_factors, params.jitter_order, params.jitter))
