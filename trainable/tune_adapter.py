@@ -16,10 +16,17 @@ TEST HOOK (tests only): when the environment variable ``CFAMC_TEST_CRASH_ONCE_DI
 directory, every trial raises `InjectedCrash` once, right after its first checkpointed epoch, and
 records that in ``<dir>/<trial_id>``; its retry then resumes from that checkpoint. Unset (the
 default), nothing happens.
+
+TEST HOOK (tests only): when ``CFAMC_TEST_PROGRESS_DIR`` names a directory, every trial attempt
+appends JSON lines to ``<dir>/<trial_id>.jsonl``: ``{"event": "start", "pid", "node_id",
+"from_checkpoint"}`` when the attempt starts and ``{"event": "epoch", "epoch", "pid", "node_id"}``
+after each epoch's report (its checkpoint is then persisted), so a fault-injection test can find the
+trial's worker process and kill it mid-epoch. Unset (the default), nothing is written.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -37,6 +44,7 @@ from .data import DatasetError
 from .loop import TrainingDiverged, train
 
 CRASH_HOOK_ENV = "CFAMC_TEST_CRASH_ONCE_DIR"
+PROGRESS_HOOK_ENV = "CFAMC_TEST_PROGRESS_DIR"
 FAILED_MARKER = "deterministic_failure.txt"
 DETERMINISTIC_ERRORS = (TrainingDiverged, ConfigError, DatasetError, CheckpointError)
 
@@ -91,7 +99,12 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
 def _run(config: TrialConfig, settings: TrialSettings, trial_id: str) -> None:
     node_id = ray.get_runtime_context().get_node_id()
     crash_dir = os.environ.get(CRASH_HOOK_ENV)
+    progress_dir = os.environ.get(PROGRESS_HOOK_ENV)
     reported = 0
+    checkpoint = tune.get_checkpoint()
+    if progress_dir:
+        _record_progress(Path(progress_dir), trial_id, event="start", node_id=node_id,
+                         from_checkpoint=checkpoint is not None)
 
     def report(metrics: dict[str, float], write_checkpoint: Callable[[Path], Path]) -> None:
         nonlocal reported
@@ -100,10 +113,12 @@ def _run(config: TrialConfig, settings: TrialSettings, trial_id: str) -> None:
             tune.report(_full_metrics(metrics, config, settings, node_id),
                         checkpoint=tune.Checkpoint.from_directory(tmp))
         reported += 1
+        if progress_dir:
+            _record_progress(Path(progress_dir), trial_id, event="epoch", epoch=int(metrics.get("epoch", 0)),
+                             node_id=node_id)
         if crash_dir:
             _maybe_crash(Path(crash_dir), trial_id)
 
-    checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         final = train(config, reporter=report)
     else:
@@ -130,3 +145,12 @@ def _maybe_crash(directory: Path, trial_id: str) -> None:
     if not marker.exists():
         marker.write_text("crashed once\n")
         raise InjectedCrash(f"test hook {CRASH_HOOK_ENV}: injected crash of trial {trial_id}")
+
+
+def _record_progress(directory: Path, trial_id: str, **fields: Any) -> None:
+    """The test hook CFAMC_TEST_PROGRESS_DIR: one JSON line per attempt start and per reported epoch."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"{trial_id}.jsonl", "a") as fh:
+        fh.write(json.dumps({"pid": os.getpid(), **fields}) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
