@@ -134,12 +134,18 @@ def _check_ui(sweep_dir: Path) -> None:
 def test_crash_resumes_from_checkpoint_and_failures_are_marked(write_spec, workdir: Path, tiny_spec: str,
                                                                  monkeypatch, capsys) -> None:
     """Trial A crashes once (test hook) after epoch 1 and resumes from that checkpoint; trial B cannot load
-    its data (deterministic failure, not retried): B is failed, the sweep goes on, exit code 1."""
+    its data (deterministic failure, not retried): B is failed, the sweep goes on, exit code 1.
+
+    B's CIFAR files exist (so the spec passes validation, which checks files exist) but are garbage."""
+    bad = workdir / "bad-cifar" / "cifar-10-batches-py"
+    bad.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (bad / name).write_bytes(b"not a pickle")
     crash_dir = workdir / "crash-markers"
     monkeypatch.setenv("CFAMC_TEST_CRASH_ONCE_DIR", str(crash_dir))
     text = tiny_spec.replace("sampler: {type: random, seed: 1}", "sampler: grid").replace(
         "budget: {trials: 3, concurrency: 2}", "budget: {concurrency: 2}").replace(
-        "probe_epochs: 2}", f"probe_epochs: 2, data_dir: {workdir / 'no-such-dir'}}}").replace(
+        "probe_epochs: 2}", f"probe_epochs: 2, data_dir: {bad.parent}}}").replace(
         "  epsilon: {float: [0, 16/255]}", "  dataset: {choice: [embedded, cifar10]}")
     spec = write_spec(text + "retries: 2\n")
     out = workdir / "sweep"
