@@ -328,7 +328,7 @@ def default_sweep_dir(name: str) -> Path:
 
 def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], options: SweepOptions) -> int:
     """Validate, connect, create the sweep directory, run; return the exit code."""
-    spec = load_spec(spec_path, preset, parse_overrides(set_pairs))
+    spec = load_spec(spec_path, preset, parse_overrides(set_pairs), require_data=True)
     sweep_dir = (options.out or default_sweep_dir(spec.name)).resolve()
     if sweep_dir.exists() and any(sweep_dir.iterdir()):
         hint = " (continue it with `orchestrator resume`)" if (sweep_dir / STATE_FILE).exists() else ""
