@@ -11,12 +11,40 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 
 class EncoderOutput(NamedTuple):
     z: torch.Tensor  # (N, z_dim), L2-normalised projection
     feature: torch.Tensor  # (N, feature_dim), the linear probe's representation
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet ``BasicBlock`` (same layers, names, construction order and forward).
+
+    Written here so that importing the trainable does not import torchvision (whose package import
+    pulls in torch._dynamo, about a second per trial worker; BENCHMARKS.md item 4).
+    """
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
 
 
 class ResNetCifar(nn.Module):

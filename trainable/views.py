@@ -42,7 +42,6 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 
 __all__ = [
     "ViewRecipe",
@@ -134,6 +133,17 @@ def _bernoulli(n: int, p: float, generator: torch.Generator, device: torch.devic
     return torch.rand(n, generator=generator, device=device) < p
 
 
+def rgb_to_grayscale(images: torch.Tensor, num_output_channels: int = 1) -> torch.Tensor:
+    """ITU-R 601-2 luma of (..., 3, H, W) as (..., 1 or 3, H, W): torchvision's ``rgb_to_grayscale``, op for op.
+
+    Written here so that importing the trainable does not import torchvision (whose package import
+    pulls in torch._dynamo, about a second per trial worker; BENCHMARKS.md item 4).
+    """
+    r, g, b = images.unbind(dim=-3)
+    luma = r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(dim=-3)
+    return luma.expand(images.shape) if num_output_channels == 3 else luma
+
+
 def _where_rows(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), new, old)
 
@@ -214,7 +224,7 @@ def _blend_ops(images: torch.Tensor, op_ids: torch.Tensor, factors: torch.Tensor
     As torchvision: ``clamp(f * x + (1 - f) * ref)`` with ref 0 (brightness), the mean of the
     grayscale image (contrast) or the grayscale image (saturation). A factor of 1 is the identity.
     """
-    gray = TF.rgb_to_grayscale(images)  # (N, 1, H, W)
+    gray = rgb_to_grayscale(images)  # (N, 1, H, W)
     mean = gray.mean(dim=(-3, -2, -1), keepdim=True)
     op_ids = op_ids.view(-1, 1, 1, 1)
     ref = torch.where(op_ids == SATURATION, gray, torch.where(op_ids == CONTRAST, mean, torch.zeros_like(mean)))
@@ -413,7 +423,7 @@ def apply_view_params(sources: torch.Tensor, params: ViewParams, recipe: ViewRec
     if recipe.jitter_p > 0:
         views = apply_color_jitter(views, params.jitter_factors, params.jitter_order, params.jitter)
     if recipe.grayscale_p > 0:
-        views = _where_rows(params.grayscale, TF.rgb_to_grayscale(views, num_output_channels=3), views)
+        views = _where_rows(params.grayscale, rgb_to_grayscale(views, num_output_channels=3), views)
     if recipe.blur_p > 0:
         radius = math.ceil(3 * recipe.blur_sigma[1])
         views = _blur_rows(views, params.blur, params.blur_sigma, radius)

@@ -105,3 +105,42 @@ def test_cosine_schedule_length_and_faithful_quirk():
     assert cyc[quirk // 2] == pytest.approx(0.15, rel=1e-6)
     assert cyc[3 * quirk] == pytest.approx(0.0, abs=1e-9)
     assert math.isclose(cyc[quirk + quirk // 2], 0.15, rel_tol=1e-6)
+
+
+def test_basic_block_is_torchvisions() -> None:
+    """The local BasicBlock (no torchvision import in the trainable, BENCHMARKS.md item 4) is torchvision's."""
+    from torchvision.models.resnet import BasicBlock as TorchvisionBlock
+
+    from trainable.model import BasicBlock
+
+    def pair(seed: int, downsample: bool) -> tuple[nn.Module, nn.Module]:
+        blocks = []
+        for cls in (BasicBlock, TorchvisionBlock):
+            torch.manual_seed(seed)
+            down = nn.Sequential(nn.Conv2d(8, 16, 1, stride=2, bias=False), nn.BatchNorm2d(16)) if downsample else None
+            blocks.append(cls(8, 16 if downsample else 8, 2 if downsample else 1, down))
+        return blocks[0], blocks[1]
+
+    for downsample in (False, True):
+        ours, ref = pair(3, downsample)
+        assert list(ours.state_dict()) == list(ref.state_dict())
+        for (name, a), b in zip(ours.state_dict().items(), ref.state_dict().values()):
+            assert torch.equal(a, b), name
+        x = torch.rand(4, 8, 8, 8, generator=torch.Generator().manual_seed(1))
+        out_ours, out_ref = ours(x.clone().requires_grad_()), ref(x.clone().requires_grad_())
+        assert torch.equal(out_ours, out_ref)
+        out_ours.square().sum().backward()
+        out_ref.square().sum().backward()
+        for a, b in zip(ours.parameters(), ref.parameters()):
+            assert torch.equal(a.grad, b.grad)
+
+
+def test_importing_the_trainable_does_not_import_torchvision() -> None:
+    """A trial worker imports torch and ray but not torchvision (whose import pulls in torch._dynamo)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, trainable.tune_adapter, trainable.loop, trainable.evaluate; "
+            "print('torchvision' in sys.modules, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

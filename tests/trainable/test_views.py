@@ -352,3 +352,13 @@ def test_color_jitter_on_chosen_rows_equals_the_all_rows_form(p_apply: float) ->
         assert torch.equal(images, before)  # the input is not modified
         assert torch.equal(fast, views_module._apply_color_jitter_where(*args))
         assert torch.equal(fast, apply_color_jitter(images, params.jitter_factors, params.jitter_order, params.jitter))
+
+
+def test_rgb_to_grayscale_is_torchvisions() -> None:
+    """The local grayscale (no torchvision import in the trainable) equals torchvision's, bit for bit."""
+    for dtype in (torch.float32, torch.float64):
+        images = rand_images(5, size=8, seed=30).to(dtype)
+        for channels in (1, 3):
+            ours = views_module.rgb_to_grayscale(images, num_output_channels=channels)
+            assert torch.equal(ours, TF.rgb_to_grayscale(images, num_output_channels=channels))
+            assert ours.shape == (5, channels, 8, 8) and ours.dtype == dtype
