@@ -129,7 +129,7 @@ def run(quick: bool = False) -> str:
                      hidden_dim=16, z_dim=8)
         repeats = 1
     else:  # the demo preset's model (width 16, 1 block/stage, 256/256/64), batch 100, 8 crops, m = 3, PGD-5
-        sizes = dict(images=300, batch=100, crops=8, replays=3, pgd_steps=5)
+        sizes = dict(images=200, batch=100, crops=8, replays=3, pgd_steps=5)
         repeats = 5
     trials = build_trials(**sizes)
     m, k = sizes["replays"], sizes["pgd_steps"]
