@@ -98,3 +98,10 @@ def procs(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     yield start
     for proc in started:
         proc.kill_tree()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test in its own directory (a default `runs/` would land there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -38,12 +38,6 @@ space:
 """
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test in its own directory (a default `runs/` would land there)."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
 
 def _write(directory: Path, text: str, name: str = "spec.yaml") -> Path:
     path = directory / name

@@ -36,11 +36,6 @@ space:
 """
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
 
 class Payload:
     """Unpickling this runs code: it creates `marker` (what an attacker's checkpoint would do)."""
