@@ -285,7 +285,9 @@ def test_driver_killed_then_resume_keeps_every_trial_once(tmp_path: Path, procs)
         assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch")] == [1, 2]
     _, every = mlflow_children(out, deleted_too=True)
     removed = {r.data.tags.get("tune_trial_id") for r in every} - set(ids)
-    assert removed == {t.user_attrs.get("tune_trial_id") for t in orphans}  # exactly the orphans' runs deleted
+    # only orphans' runs were deleted (a real orphan may have no MLflow run: the driver can die between
+    # asking Optuna for the trial and opening its child run)
+    assert removed <= {t.user_attrs.get("tune_trial_id") for t in orphans}
     assert "lost0001" in removed and client.get_run(lost_run).info.lifecycle_stage == "deleted"
     print(f"orphaned trials: {sorted(removed)}")
 
