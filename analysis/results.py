@@ -23,6 +23,8 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import yaml
 
+from trainable.config import first_line
+
 log = logging.getLogger(__name__)
 
 # The sweep directory's files (names as in orchestrator/results.py and orchestrator/sweep.py;
@@ -192,7 +194,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types; all mean "unreadable"
-        raise ResultsError(f"{path}: unreadable Parquet ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ResultsError(f"{path}: unreadable Parquet ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -201,7 +203,7 @@ def _read_state(path: Path) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text())
     except ValueError as exc:
-        raise ResultsError(f"{path}: unreadable JSON ({_first_line(exc)})") from None
+        raise ResultsError(f"{path}: unreadable JSON ({first_line(exc)})") from None
     if not isinstance(state, dict):
         raise ResultsError(f"{path}: expected a JSON object")
     return state
@@ -214,7 +216,7 @@ def _read_spec(path: Path) -> tuple[str, dict[str, Any]]:
     try:
         spec = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ResultsError(f"{path}: malformed YAML ({_first_line(exc)})") from None
+        raise ResultsError(f"{path}: malformed YAML ({first_line(exc)})") from None
     if not isinstance(spec, dict):
         raise ResultsError(f"{path}: expected a mapping (a sweep spec)")
     return text, spec
@@ -318,7 +320,7 @@ def load_mlflow(tracking_uri: str, experiment: str | None = None, parent_run_id:
                 if with_history:
                     histories.append(_run_history(client, run, row["trial_id"]))
     except MlflowException as exc:
-        raise ResultsError(f"{tracking_uri}: MLflow: {_first_line(exc)}") from None
+        raise ResultsError(f"{tracking_uri}: MLflow: {first_line(exc)}") from None
     if not rows:
         raise ResultsError(f"{tracking_uri}: the sweep {name!r} has no trial runs")
     trials = _tidy_mlflow_table(pd.DataFrame(rows))
@@ -394,6 +396,3 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import yaml
 
 from trainable.config import (PRESETS, ConfigError, TrialConfig, closest, coerce_value, field_names,
-                               large_epsilon_warning, one_line, parse_number)
+                               first_line, large_epsilon_warning, one_line, parse_number)
 
 from .space import Param, SearchSpace
 
@@ -109,7 +109,7 @@ def load_spec(path: str | Path, preset: str | None = None, overrides: Mapping[st
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
         raise SpecError(f"{path}: cannot be read: {reason}") from None
     spec = parse_spec(text, path, preset, overrides, require_data)
     for warning in spec.warnings:
@@ -126,7 +126,7 @@ def parse_spec(text: str, path: str | Path = "<spec>", preset: str | None = None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: {_yaml_problem(exc)}") from None
     except (ValueError, RecursionError) as exc:  # e.g. a NUL byte or absurd nesting
-        raise SpecError(f"{path}: malformed YAML: {_first_line(exc)}") from None
+        raise SpecError(f"{path}: malformed YAML: {first_line(exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: the spec must be a mapping with keys {', '.join(TOP_KEYS)}; "
                         f"got {type(raw).__name__}")
@@ -135,7 +135,7 @@ def parse_spec(text: str, path: str | Path = "<spec>", preset: str | None = None
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or _first_line(exc)
+    problem = getattr(exc, "problem", None) or first_line(exc)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     tag = re.search(r"constructor for the tag '([^']*)'", problem) if isinstance(exc, yaml.constructor.ConstructorError) else None
     if tag:  # !!python/object/apply:..., !!python/name:..., any custom tag: refused, nothing is constructed
@@ -592,7 +592,7 @@ def data_problem(dataset: Any, data_dir: Any) -> str | None:
     except data.DatasetError as exc:
         return str(exc)
     except (OSError, ValueError) as exc:  # a path the OS refuses (too long, NUL byte, ...)
-        return f"{dataset}: data_dir {data_dir!r} cannot be used ({_first_line(exc)})"
+        return f"{dataset}: data_dir {data_dir!r} cannot be used ({first_line(exc)})"
     return None
 
 
@@ -618,11 +618,6 @@ def _unknown_metric(metric: Any, config: TrialConfig) -> str:
                 f"{', '.join(n.partition('@')[2] for n in names if '@' in n)} only (add {metric[11:]} to "
                 f"base.eval_epsilons); {allowed}")
     return f"unknown metric {metric!r}{_hint(str(metric), names)}; {allowed}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _show(value: Any) -> str:

@@ -302,6 +302,12 @@ def one_line(text: Any) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def closest(value: Any, allowed: list[str]) -> str | None:
     """The allowed name closest to a misspelt ``value``, for did-you-mean hints (None if none is close)."""
     close = difflib.get_close_matches(str(value), allowed, n=1)
