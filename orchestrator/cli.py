@@ -1,6 +1,9 @@
 """The `orchestrator` command line: one entry point for single trials and sweeps.
 
-Errors meant for users are one line on stderr and exit code 2 (bad input) or 1 (a failed run).
+Every command raises `orchestrator.layout.CommandError` for what it reports to the user; `main` is
+the one place that turns it into one line on stderr and its exit code (`UserError`: 2, bad input;
+`RunFailed`: 1, what ran failed; Ctrl-C: 130). Heavy imports (torch, Ray, MLflow) happen inside the
+commands, so ``--help`` and bad arguments answer at once.
 """
 
 from __future__ import annotations
@@ -12,14 +15,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from .layout import EXIT_INTERRUPTED, EXIT_OK, SPEC_COPY, STATE_FILE, CommandError, SweepState, UserError, one_line
+
 if TYPE_CHECKING:
     from .sweep import SweepOptions
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -43,30 +42,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainable.checkpoint import CheckpointError
-    from trainable.config import ConfigError, parse_overrides, preset
-    from trainable.data import DatasetError
-    from trainable.loop import TrainingDiverged, train
+    from trainable.config import parse_overrides, preset
+    from trainable.data import data_problem
+    from trainable.loop import train
     from trainable.reporting import CHECKPOINT_FILE
 
-    from .spec import data_problem
-
-    try:
-        config = preset(args.preset, **parse_overrides(args.overrides))
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+    config = preset(args.preset, **parse_overrides(args.overrides))
     problem = data_problem(config.dataset, config.data_dir)  # before anything is printed or built
     if problem:
-        raise UsageError(problem)
+        raise UserError(problem)
     for warning in config.warnings():
         print(f"warning: {warning}", file=sys.stderr)
     if args.resume and not args.checkpoint_dir:
-        raise UsageError("--resume needs --checkpoint-dir DIR holding the checkpoint to continue from")
+        raise UserError("--resume needs --checkpoint-dir DIR holding the checkpoint to continue from")
     resume_from = None
     if args.resume:
         resume_from = args.checkpoint_dir / CHECKPOINT_FILE
         if not resume_from.is_file():
-            raise UsageError(f"--resume: no checkpoint at {resume_from}")
+            raise UserError(f"--resume: no checkpoint at {resume_from}")
 
     def report(metrics: dict[str, float], write_checkpoint) -> None:
         if args.checkpoint_dir is not None:
@@ -77,15 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     objective, adversary, views = config.resolved
     print(f"trial: method={config.method} ({objective}+{adversary}+{views}) dataset={config.dataset} "
           f"epochs={config.epochs} crops={config.num_crops} epsilon={config.epsilon:.4f}", file=sys.stderr)
-    try:
-        metrics = train(config, reporter=report, resume_from=resume_from, progress=not args.no_progress)
-    except (DatasetError, CheckpointError) as exc:
-        raise UsageError(str(exc)) from None
-    except TrainingDiverged as exc:
-        print(f"orchestrator train: failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+    metrics = train(config, reporter=report, resume_from=resume_from, progress=not args.no_progress)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}")
@@ -187,18 +172,14 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.report import report_command
+    """Write the report; print its summary (and the paper comparison of a ``paper_table`` sweep)."""
+    from analysis.report import write_report
 
-    return report_command(args.sweep_dir, args.objectives, args.format, log_to_mlflow=not args.no_mlflow)
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from trainable.config import ConfigError
-
-    from .spec import SpecError
-    from .sweep import SweepError
-
-    return ConfigError, SpecError, SweepError
+    path = write_report(args.sweep_dir, args.objectives or None, args.format, log_to_mlflow=not args.no_mlflow)
+    summary = path.parent / "summary.txt"
+    print(summary.read_text() if summary.is_file() else "", end="")
+    print(f"report: {path}")
+    return EXIT_OK
 
 
 def _options(args: argparse.Namespace) -> "SweepOptions":
@@ -210,23 +191,13 @@ def _options(args: argparse.Namespace) -> "SweepOptions":
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from trainable.config import ConfigError, parse_overrides
+    from trainable.config import parse_overrides
 
-    from .spec import SpecError, load_spec
+    from .spec import load_spec
 
-    try:
-        spec = load_spec(args.spec, args.preset, parse_overrides(args.overrides))
-    except (SpecError, ConfigError) as exc:
-        raise UsageError(str(exc)) from None
+    spec = load_spec(args.spec, args.preset, parse_overrides(args.overrides))
     objectives = ", ".join(f"{o.metric} ({o.mode})" for o in spec.objectives)
-    params = []
-    for p in spec.space.params:
-        shown = {"float": lambda: f"float [{p.low:g}, {p.high:g}]{' log' if p.log else ''}",
-                 "int": lambda: f"int [{p.low}, {p.high}]{' log' if p.log else ''}",
-                 "choice": lambda: f"choice {list(p.choices)}",
-                 "bundle": lambda: f"bundle of {len(p.bundles)}: {', '.join(p.bundles)}"}[p.kind]()
-        when = f" when {dict((k, list(v)) for k, v in p.when.items())}" if p.when else ""
-        params.append(f"  {p.name}: {shown}{when}")
+    params = [f"  {p.name}: {p.describe()}" for p in spec.space.params]
     print(f"{args.spec}: OK - sweep {spec.name!r}, preset {spec.preset}, {spec.trials} trials, "
           f"{spec.concurrency} at a time, sampler {spec.sampler}"
           f"{', ASHA on ' + spec.scheduler.metric if spec.scheduler else ''}")
@@ -236,50 +207,42 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    errors = _user_errors()
-    try:
-        from .sweep import resume_sweep, start_sweep
+    if args.resume:
+        if args.out is None:
+            raise UserError("--resume needs --out DIR naming the sweep to continue")
+        if args.storage or args.tracking_uri or args.overrides or args.preset:
+            raise UserError("--resume continues with the sweep's stored settings; drop --storage, "
+                            "--tracking-uri, --set and --preset")
+        stored = args.out / SPEC_COPY
+        if stored.is_file() and args.spec.is_file() and stored.read_text() != args.spec.read_text():
+            raise UserError(f"{args.spec} differs from the spec the sweep started with ({stored}); "
+                            f"use `orchestrator resume {args.out}`")
+        from .sweep import resume_sweep
 
-        if args.resume:
-            if args.out is None:
-                raise UsageError("--resume needs --out DIR naming the sweep to continue")
-            if args.storage or args.tracking_uri or args.overrides or args.preset:
-                raise UsageError("--resume continues with the sweep's stored settings; drop --storage, "
-                                 "--tracking-uri, --set and --preset")
-            stored = args.out / "spec.yaml"
-            if stored.is_file() and args.spec.is_file() and stored.read_text() != args.spec.read_text():
-                raise UsageError(f"{args.spec} differs from the spec the sweep started with ({stored}); "
-                                 f"use `orchestrator resume {args.out}`")
-            options = _options(args)
-            options.out = None
-            return resume_sweep(args.out, options)
-        return start_sweep(args.spec, args.preset, args.overrides, _options(args))
-    except errors as exc:
-        raise UsageError(str(exc)) from None
+        options = _options(args)
+        options.out = None
+        return resume_sweep(args.out, options)
+    from .sweep import start_sweep
+
+    return start_sweep(args.spec, args.preset, args.overrides, _options(args))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    errors = _user_errors()
-    try:
-        from .sweep import resume_sweep
+    from .sweep import resume_sweep
 
-        return resume_sweep(args.sweep_dir, _options(args), retry_failed=not args.no_retry_failed)
-    except errors as exc:
-        raise UsageError(str(exc)) from None
+    return resume_sweep(args.sweep_dir, _options(args), retry_failed=not args.no_retry_failed)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
-    from .sweep import STATE_FILE, SweepError, SweepState
+    from .layout import ARTIFACTS_DIR, sqlite_file
 
-    try:
-        state = SweepState.load(args.sweep_dir.resolve())
-    except SweepError as exc:
-        raise UsageError(str(exc)) from None
-    uri = state.tracking_uri
-    if not uri.startswith("sqlite:"):
+    sweep_dir = args.sweep_dir.resolve()
+    state = SweepState.load(sweep_dir)
+    uri = state.tracking(sweep_dir)
+    if sqlite_file(uri) is None:
         print(f"this sweep is tracked at {uri} (experiment id {state.mlflow_experiment_id}, parent run "
               f"{state.parent_run_id}); open that server's UI")
         return EXIT_OK
@@ -287,9 +250,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not loopback:
         print(f"warning: --host {args.host}: the MLflow UI has no authentication; anyone who can reach this "
               f"machine on port {args.port} can read and change this sweep's runs", file=sys.stderr)
-    sweep_dir = args.sweep_dir.resolve()
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--artifacts-destination", str(sweep_dir / "mlartifacts"), "--host", args.host,
+           "--artifacts-destination", str(sweep_dir / ARTIFACTS_DIR), "--host", args.host,
            "--port", str(args.port), "--workers", "1"]
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
@@ -345,14 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except UsageError as exc:
-        from trainable.config import one_line
-
-        print(f"orchestrator {args.command}: error: {one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+    except CommandError as exc:  # every error meant for the user: one line, its exit code
+        print(f"orchestrator {args.command}: {exc.label}: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"orchestrator {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

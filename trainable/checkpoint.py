@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from orchestrator.layout import UserError, first_line
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError):
     """A checkpoint that is missing, truncated, corrupt or carries anything but plain data."""
 
 
@@ -45,8 +47,7 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickled objects refused by the weights-only unpickler, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or unsafe and was not loaded: {first}") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or unsafe and was not loaded: {first_line(exc)}") from None
     if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
         raise CheckpointError(f"checkpoint {path} is not a trial checkpoint (no model/epoch entries)")
     return state

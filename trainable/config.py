@@ -1,19 +1,23 @@
 """`TrialConfig`: every knob of one trial, with the paper's defaults, validated in one place.
 
-Knob names are the project's single vocabulary (DESIGN.md "Conventions"): the same name is a
-TrialConfig field, a YAML space key, a ``--set`` key, an MLflow param and a ``param.<name>`` column.
+Knob names are the project's single vocabulary: the same name is a TrialConfig field, a YAML space
+key, a ``--set`` key, an MLflow param and a ``param.<name>`` / ``config.<name>`` column. Section
+numbers ("section 3.2") refer to docs/METHOD.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Mapping
 
-# Named methods (METHOD_SPEC.md sections 2, 3, 3.3): method -> (objective, adversary, views).
+from orchestrator.layout import UserError, closest, did_you_mean
+
+from .data import DATASET_NAMES
+
+# Named methods (docs/METHOD.md sections 2, 3, 3.3): method -> (objective, adversary, views).
 METHODS: dict[str, tuple[str, str, str]] = {
     "cf-amc-ssl": ("emp", "free", "crop"),
     "robust-emp-ssl": ("emp", "pgd", "crop"),
@@ -25,7 +29,6 @@ METHODS: dict[str, tuple[str, str, str]] = {
 OBJECTIVES = ("emp", "simclr")
 ADVERSARIES = ("none", "pgd", "free")
 VIEW_FAMILIES = ("crop", "patch")
-DATASETS = ("cifar10", "cifar100", "fashion-mnist", "embedded", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 # Execution settings (the GPU path, BENCHMARKS.md item 7); "auto" resolves per device, see `ExecutionPlan`.
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -35,7 +38,7 @@ MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 BASE_METRICS = ("clean_acc", "robust_acc", "train_loss", "epoch", "train_seconds", "samples_per_second")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad trial setting; the message is one line naming the key and what is allowed."""
 
 
@@ -71,7 +74,7 @@ def metric_name_for_epsilon(eps: float) -> str:
 
 @dataclass
 class TrialConfig:
-    """One trial's settings. Defaults are the paper's CF-AMC-SSL (METHOD_SPEC.md section 3.2)."""
+    """One trial's settings. Defaults are the paper's CF-AMC-SSL (docs/METHOD.md section 3.2)."""
 
     # --- what is trained -------------------------------------------------------------------------
     method: str | None = "cf-amc-ssl"  # a name from METHODS, or None to spell it out below
@@ -171,8 +174,8 @@ class TrialConfig:
                 raise ConfigError(f"{key}: not set; give `method` or all of objective/adversary/views")
             if value not in allowed:
                 raise ConfigError(_choice_msg(key, value, list(allowed)))
-        if self.dataset not in DATASETS:
-            raise ConfigError(_choice_msg("dataset", self.dataset, list(DATASETS)))
+        if self.dataset not in DATASET_NAMES:
+            raise ConfigError(_choice_msg("dataset", self.dataset, list(DATASET_NAMES)))
         if self.device not in DEVICES:
             raise ConfigError(_choice_msg("device", self.device, list(DEVICES)))
         if self.precision not in PRECISIONS:
@@ -294,24 +297,7 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrialConfig)]
 
 
-def one_line(text: Any) -> str:
-    """`text` with line breaks and other control characters escaped, so an error stays one line."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when the message is empty)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def closest(value: Any, allowed: list[str]) -> str | None:
-    """The allowed name closest to a misspelt ``value``, for did-you-mean hints (None if none is close)."""
-    close = difflib.get_close_matches(str(value), allowed, n=1)
-    return close[0] if close else None
 
 
 # Perturbation budgets above this are valid but almost always a unit mistake (8/255 meant, 0.8 written).
@@ -344,9 +330,7 @@ def unknown_key_msg(key: str, known: list[str]) -> str:
 
 
 def _choice_msg(key: str, value: Any, allowed: list[str]) -> str:
-    close = closest(value, allowed)
-    hint = f" (did you mean {close!r}?)" if close else ""
-    return f"{key}: unknown value {value!r}{hint}; allowed: {', '.join(allowed)}"
+    return f"{key}: unknown value {value!r}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}"
 
 
 def coerce_value(key: str, value: Any, type_hint: Any) -> Any:
@@ -398,7 +382,7 @@ def coerce_value(key: str, value: Any, type_hint: Any) -> Any:
 # --- presets ---------------------------------------------------------------------------------------
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The spec's full sizes: ResNet-18 (64, [2,2,2,2]), 4096/4096/1024, CIFAR-10, table settings.
+    # The paper's full sizes: ResNet-18 (64, [2,2,2,2]), 4096/4096/1024, CIFAR-10, table settings.
     "paper": dict(
         dataset="cifar10", width=64, blocks_per_stage=2, feature_dim=4096, hidden_dim=4096,
         epochs=10, batch_size=100, num_crops=16, replay_steps=3, eval_pgd_steps=20,

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import torch
 
+from orchestrator.layout import RunFailed, first_line
+
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrialConfig
 from .data import ImageDataset, iterate_minibatches, load_dataset, num_minibatches
@@ -30,7 +32,7 @@ FINITE_CHECK_EVERY = 10  # steps between host syncs that check the running loss 
 STATE_KEYS = ("config", "epoch", "train_seconds", "history", "model", "optimizer", "scheduler", "free_delta", "rng")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunFailed):
     """The training loss became NaN or infinite."""
 
 
@@ -71,7 +73,7 @@ class Trial:
             self.train_set = _on_device(self.train_set, self.device)  # no per-step host-to-device image copy
         self.steps_per_epoch = num_minibatches(len(self.train_set), config.batch_size, drop_last=True)
         if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size: {config.batch_size} is larger than the {len(self.train_set)} "
+            raise ConfigError(f"batch_size: {config.batch_size} is larger than the {len(self.train_set)} "
                              f"training images; lower batch_size or raise train_images")
         self.model = build_encoder(config).to(self.device)
         self.optimizer = build_optimizer(self.model, config.lr, config.momentum, config.weight_decay, config.lars_eta)
@@ -130,7 +132,7 @@ class Trial:
         saved = TrialConfig.from_dict(state["config"])
         if saved.to_dict() != self.config.to_dict():
             diff = sorted(k for k, v in saved.to_dict().items() if self.config.to_dict().get(k) != v)
-            raise ValueError(f"checkpoint was written by a different trial config (differs in: {', '.join(diff)})")
+            raise CheckpointError(f"checkpoint was written by a different trial config (differs in: {', '.join(diff)})")
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -141,8 +143,8 @@ class Trial:
             self.data_generator.set_state(state["rng"]["data"])
             self.view_generator.set_state(state["rng"]["views"].to(self.view_generator.device))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # this Trial is discarded by the caller
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"inconsistent trial state ({type(exc).__name__}: {first}); not loaded") from None
+            raise CheckpointError(f"inconsistent trial state ({type(exc).__name__}: {first_line(exc)}); "
+                                  f"not loaded") from None
         self.epoch = int(state["epoch"])
         self.train_seconds = float(state["train_seconds"])
         self.history = list(state["history"])
@@ -235,13 +237,13 @@ def train(
     if config.epochs == 0 or trial.epoch >= config.epochs:
         if trial.history and trial.epoch >= config.epochs and config.epochs > 0:
             return dict(trial.history[-1])
-        metrics = {"epoch": 0.0, "train_loss": float("nan"), "train_seconds": 0.0, "samples_per_second": 0.0}
+        untrained = {"epoch": 0.0, "train_loss": float("nan"), "train_seconds": 0.0, "samples_per_second": 0.0}
         trial.calibrate_batchnorm()
-        metrics.update(trial.evaluate())
-        trial.history.append(metrics)
+        untrained.update(trial.evaluate())
+        trial.history.append(untrained)
         if reporter:
-            reporter(dict(metrics), trial.write_checkpoint)
-        return metrics
+            reporter(dict(untrained), trial.write_checkpoint)
+        return untrained
 
     bar = None
     if progress:
@@ -256,6 +258,7 @@ def train(
                 bar.set_description(f"epoch {trial.epoch + 1}/{config.epochs}")
 
             def show(step: int, loss: float) -> None:
+                assert bar is not None
                 bar.n = step
                 bar.set_postfix(loss=f"{loss:.3f}")
                 bar.refresh()
