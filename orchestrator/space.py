@@ -1,11 +1,20 @@
-"""A sweep's search space: parameter declarations and the picklable Optuna define-by-run callable.
+"""A sweep's search space: the YAML grammar of ``space:``, its parameters, and the picklable Optuna
+define-by-run callable built from them.
+
+The grammar (`parse_space`), one entry per parameter, in declaration order::
+
+    epsilon: {float: [0, 16/255]}                       # a range; `log: true`, `step: 0.5`
+    replay_steps: {int: [1, 5], when: {adversary: free}}  # a conditional parameter
+    num_crops: {choice: [4, 8, 16]}                     # a categorical
+    row: {choice: {name-a: {settings...}, name-b: {settings...}}}   # a bundle of settings
 
 `SearchSpace` is a plain class (not a closure) so Ray Tune can pickle it into its searcher
-checkpoint (STACK_NOTES.md section 3.4). Parameters are suggested in declaration order; a parameter
-with a ``when`` condition is suggested only when the condition holds for the values chosen so far
-(falling back to the trial's base settings, with ``objective``/``adversary``/``views`` derived from
-``method``). A *bundle* parameter is a categorical over named groups of settings: Optuna sees the
-group's name, and the trial receives the group's settings.
+checkpoint. Parameters are suggested in declaration order; a parameter with a ``when`` condition
+is suggested only when the condition holds for the values chosen so far (falling back to the
+trial's base settings, with ``objective``/``adversary``/``views`` derived from ``method``), so a
+condition sees only the parameters and bundles declared before it (`parse_space` warns when a
+later one can change what it looks at). A *bundle* is a categorical over named groups of
+settings: Optuna sees the group's name, and the trial receives the group's settings.
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ from typing import Any, Iterator, Mapping
 
 import optuna
 
-from trainable.config import METHODS
+from trainable.config import METHODS, ConfigError, TrialConfig, field_names
+
+from .checks import FIELD_TYPES, Checker, short, show, unknown
 
 KINDS = ("float", "int", "choice", "bundle")
 DERIVED = ("objective", "adversary", "views")  # filled from `method` unless set explicitly
@@ -36,17 +47,36 @@ class Param:
     bundles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # bundle name -> settings
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # key -> allowed values
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a float or int range."""
+        if self.low is None or self.high is None:
+            raise TypeError(f"{self.name} is a {self.kind} parameter, not a range")
+        return self.low, self.high
+
     def distribution(self) -> optuna.distributions.BaseDistribution:
         """The Optuna distribution this parameter is suggested from."""
         if self.kind == "float":
-            return optuna.distributions.FloatDistribution(float(self.low), float(self.high), log=self.log,
+            low, high = self.bounds
+            return optuna.distributions.FloatDistribution(float(low), float(high), log=self.log,
                                                           step=None if self.step is None else float(self.step))
         if self.kind == "int":
-            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log,
+            low, high = self.bounds
+            return optuna.distributions.IntDistribution(int(low), int(high), log=self.log,
                                                         step=1 if self.step is None else int(self.step))
         if self.kind == "choice":
             return optuna.distributions.CategoricalDistribution(list(self.choices))
         return optuna.distributions.CategoricalDistribution(list(self.bundles))
+
+    def describe(self) -> str:
+        """One line for `orchestrator validate`: kind, range or choices, condition."""
+        log = " log" if self.log else ""
+        shown = {"float": lambda: f"float [{self.low:g}, {self.high:g}]{log}",
+                 "int": lambda: f"int [{self.low}, {self.high}]{log}",
+                 "choice": lambda: f"choice {list(self.choices)}",
+                 "bundle": lambda: f"bundle of {len(self.bundles)}: {', '.join(self.bundles)}"}[self.kind]()
+        when = f" when {dict((k, list(v)) for k, v in self.when.items())}" if self.when else ""
+        return shown + when
 
     def candidates(self) -> list[Any]:
         """Representative values: every choice, or the two bounds of a range."""
@@ -99,10 +129,12 @@ class SearchSpace:
     @staticmethod
     def _suggest(trial: optuna.Trial, p: Param) -> Any:
         if p.kind == "float":
-            return trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log,
+            low, high = p.bounds
+            return trial.suggest_float(p.name, float(low), float(high), log=p.log,
                                        step=None if p.step is None else float(p.step))
         if p.kind == "int":
-            return trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log,
+            low, high = p.bounds
+            return trial.suggest_int(p.name, int(low), int(high), log=p.log,
                                      step=1 if p.step is None else int(p.step))
         if p.kind == "choice":
             return trial.suggest_categorical(p.name, list(p.choices))
@@ -153,3 +185,196 @@ class SearchSpace:
             count += 1
             if count >= limit:
                 return
+
+
+# --- the grammar -----------------------------------------------------------------------------------------
+CORNER_LIMIT = 512  # combinations of choices/bounds checked for validity
+
+
+def parse_space(check: Checker, value: Any, base_values: dict[str, Any], needs_choices: bool) -> SearchSpace:
+    """The ``space:`` section as a `SearchSpace`; `needs_choices`: the sampler (grid) takes only
+    ``choice`` parameters and bundles, without ``when``. Every combination of choices and range
+    bounds (up to `CORNER_LIMIT`) must make a valid trial."""
+    if not isinstance(value, dict) or not value:
+        raise check.fail("space", f"expected a non-empty mapping of parameter -> {{float|int|choice: ...}}, "
+                                  f"got {show(value)}")
+    parser = _Grammar(check, base_values)
+    params: list[Param] = []
+    for name, decl in value.items():
+        param = parser.param(f"space.{name}", str(name), decl)
+        if needs_choices and param.kind not in ("choice", "bundle"):
+            raise check.fail(f"space.{name}", "the grid sampler needs `choice` parameters (list the values)")
+        if needs_choices and param.when:
+            raise check.fail(f"space.{name}.when", "conditional parameters are not supported by the grid "
+                                                   "sampler; use a bundle `choice: {row-name: {...}}` instead")
+        parser.seen.add(param.name)
+        if param.kind == "bundle":
+            parser.seen.update(k for s in param.bundles.values() for k in s)
+        params.append(param)
+    bundle_keys = [k for p in params for s in p.bundles.values() for k in s]
+    for p in params:
+        if p.name in bundle_keys:
+            raise check.fail(f"space.{p.name}", "is also set by a bundle; set it in one place only")
+    _warn_late_conditions(check, params)
+    space = SearchSpace(params, base_values)
+    _check_combinations(check, space, base_values)
+    return space
+
+
+def _changes(param: Param) -> set[str]:
+    """The settings a parameter can change: its own name, a bundle's settings, `method`'s parts."""
+    keys = {param.name} | {k for s in param.bundles.values() for k in s}
+    if "method" in keys:
+        keys.update(DERIVED)
+    return keys
+
+
+def _warn_late_conditions(check: Checker, params: list[Param]) -> None:
+    """A `when` is evaluated when its parameter is suggested: a later parameter or bundle that can
+    change what it looks at is not seen yet (declaration order matters)."""
+    for i, p in enumerate(params):
+        for key in p.when:
+            later = [q.name for q in params[i + 1:] if key in _changes(q)]
+            if later:
+                check.warn(f"space.{p.name}.when.{key}", f"is evaluated when {p.name!r} is suggested, before "
+                           f"{', '.join(repr(n) for n in later)} (declared later) can change {key!r}; declare "
+                           f"{later[0]!r} before {p.name!r} if the condition should see it")
+
+
+def _check_combinations(check: Checker, space: SearchSpace, base_values: dict[str, Any]) -> None:
+    for chosen in space.corner_settings(CORNER_LIMIT):
+        values = {k: v for k, v in chosen.items() if k in FIELD_TYPES}
+        try:
+            TrialConfig.from_dict({**base_values, **values})
+        except ConfigError as exc:
+            shown = ", ".join(f"{k}={short(v)}" for k, v in chosen.items())
+            raise check.fail("space", f"the combination {{{shown}}} is not a valid trial: {exc}") from None
+
+
+class _Grammar:
+    """Parses parameter declarations; `seen` holds the names declared so far (for `when`)."""
+
+    def __init__(self, check: Checker, base_values: dict[str, Any]) -> None:
+        self.check = check
+        self.base_values = base_values
+        self.seen: set[str] = set()
+
+    def param(self, key: str, name: str, decl: Any) -> Param:
+        check = self.check
+        check.keys(key, decl, ("float", "int", "choice", "log", "step", "when"))
+        kinds = [k for k in ("float", "int", "choice") if k in decl]
+        if len(kinds) != 1:
+            raise check.fail(key, "give exactly one of float: [low, high], int: [low, high], choice: [values]")
+        kind = kinds[0]
+        if kind == "choice" and isinstance(decl["choice"], dict):
+            kind = "bundle"
+        is_field = name in FIELD_TYPES
+        if kind != "bundle" and not is_field:
+            raise check.fail(key, unknown(name, field_names(), what="trial setting") +
+                             " (only a bundle `choice: {name: {settings}}` may have a free name)")
+        if kind == "bundle" and is_field:
+            raise check.fail(key, f"{name!r} is a trial setting; a bundle of settings needs its own name, e.g. `row`")
+        if is_field and FIELD_TYPES[name].startswith("tuple"):
+            raise check.fail(key, f"{name} is a list setting and cannot be swept; set it in base")
+        when = self.when(f"{key}.when", decl.get("when", {}))
+        if kind in ("float", "int"):
+            return self.range(key, name, kind, decl, when)
+        for k in ("log", "step"):
+            if k in decl:
+                raise check.fail(f"{key}.{k}", "only applies to float and int ranges")
+        if kind == "choice":
+            return self.choice(key, name, decl["choice"], when)
+        return self.bundle(key, name, decl["choice"], when)
+
+    def range(self, key: str, name: str, kind: str, decl: dict, when: dict[str, tuple[Any, ...]]) -> Param:
+        check = self.check
+        field_type = FIELD_TYPES[name]
+        if field_type != kind:
+            hint = "use int: [low, high] or choice" if field_type == "int" else "use choice: [values]"
+            if field_type == "float":
+                hint = "use float: [low, high]"
+            raise check.fail(f"{key}.{kind}", f"{name} is a {field_type.replace('| None', 'or null')} setting; {hint}")
+        bounds = decl[kind]
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise check.fail(f"{key}.{kind}", f"expected [low, high], got {show(bounds)}")
+        low: float
+        high: float
+        if kind == "int":
+            low, high = (check.integer(f"{key}.{kind}[{i}]", b, -(2 ** 62)) for i, b in enumerate(bounds))
+        else:
+            low, high = (check.number(f"{key}.{kind}[{i}]", b) for i, b in enumerate(bounds))
+        if low > high:
+            raise check.fail(f"{key}.{kind}", f"low {bounds[0]} is above high {bounds[1]}; write [low, high]")
+        if low == high:
+            raise check.fail(f"{key}.{kind}", f"empty range [{bounds[0]}, {bounds[1]}]; low must be below high "
+                                              f"(set a single value in base instead)")
+        log = check.boolean(f"{key}.log", decl.get("log", False))
+        if log and low <= 0:
+            raise check.fail(f"{key}.log", f"a log range needs low > 0, got {bounds[0]}")
+        step = None
+        if "step" in decl:
+            step = check.integer(f"{key}.step", decl["step"], 1) if kind == "int" else check.number(f"{key}.step",
+                                                                                                  decl["step"])
+            if step <= 0:
+                raise check.fail(f"{key}.step", f"must be > 0, got {decl['step']}")
+            if log:
+                raise check.fail(f"{key}.step", "cannot be combined with log: true")
+        for i, bound in enumerate((low, high)):
+            check.trial_config(f"{key}.{kind}[{i}]", {**self.base_values, name: bound})
+        return Param(name, kind, low, high, log=log, step=step, when=when)
+
+    def choice(self, key: str, name: str, values: Any, when: dict[str, tuple[Any, ...]]) -> Param:
+        check = self.check
+        if not isinstance(values, list) or not values:
+            raise check.fail(f"{key}.choice", f"expected a non-empty list of values, got {show(values)}")
+        choices: list[Any] = []
+        for i, v in enumerate(values):
+            if isinstance(v, (list, dict)):
+                raise check.fail(f"{key}.choice[{i}]", f"expected a single value, got {show(v)}")
+            value = check.setting(f"{key}.choice[{i}]", name, v)
+            if value in choices:
+                raise check.fail(f"{key}.choice[{i}]", f"{show(v)} is listed twice")
+            check.trial_config(f"{key}.choice[{i}]", {**self.base_values, name: value})
+            choices.append(value)
+        return Param(name, "choice", choices=tuple(choices), when=when)
+
+    def bundle(self, key: str, name: str, groups: dict, when: dict[str, tuple[Any, ...]]) -> Param:
+        check = self.check
+        if not groups:
+            raise check.fail(f"{key}.choice", "expected at least one named group of settings")
+        bundles: dict[str, dict[str, Any]] = {}
+        for group, settings in groups.items():
+            gkey = f"{key}.choice.{group}"
+            if not isinstance(group, str):
+                raise check.fail(gkey, f"a group name must be text, got {show(group)}")
+            if not isinstance(settings, dict) or not settings:
+                raise check.fail(gkey, f"expected a non-empty mapping of trial settings, got {show(settings)}")
+            values = {}
+            for k, v in settings.items():
+                values[str(k)] = check.setting(f"{gkey}.{k}", str(k), v)
+                if k in self.seen:
+                    raise check.fail(f"{gkey}.{k}", "is also a parameter declared earlier; set it in one place only")
+            if "method" in values:
+                for part in DERIVED:
+                    values.setdefault(part, None)
+            check.trial_config(gkey, {**self.base_values, **values})
+            bundles[group] = values
+        return Param(name, "bundle", bundles=bundles, when=when)
+
+    def when(self, key: str, value: Any) -> dict[str, tuple[Any, ...]]:
+        check = self.check
+        if not isinstance(value, dict):
+            raise check.fail(key, f"expected a mapping such as {{adversary: free}}, got {show(value)}")
+        out: dict[str, tuple[Any, ...]] = {}
+        for k, v in value.items():
+            k = str(k)
+            if k not in FIELD_TYPES and k not in self.seen:
+                raise check.fail(f"{key}.{k}", unknown(k, field_names() + sorted(self.seen),
+                                                       what="setting or parameter"))
+            items = v if isinstance(v, list) else [v]
+            if not items:
+                raise check.fail(f"{key}.{k}", "expected a value or a non-empty list of values")
+            if k in FIELD_TYPES:
+                items = [check.setting(f"{key}.{k}", k, item) for item in items]
+            out[k] = tuple(items)
+        return out

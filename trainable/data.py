@@ -26,14 +26,13 @@ import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from .config import DATASETS
+from orchestrator.layout import UserError, first_line
 
-DATASET_NAMES = DATASETS  # cifar10, cifar100, fashion-mnist, embedded, synthetic
 SPLITS = ("train", "test")
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -54,7 +53,7 @@ _CIFAR_LAYOUTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], int]] = {
 _IDX_UBYTE = 0x08  # idx type code of unsigned bytes
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset that cannot be loaded; the message is one line naming the path and the files expected."""
 
 
@@ -77,6 +76,38 @@ class ImageDataset:
 # --- public entry point ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DatasetKind:
+    """A named dataset: how its files are found and read (the registry `DATASETS`)."""
+
+    name: str
+    num_classes: int
+    # (split, data_dir) -> raw uint8 images (N, 28, 28) or (N, 32, 32, 3) and labels (N,); None: generated
+    read: Callable[[str, str | None], tuple[np.ndarray, np.ndarray]] | None
+    locate: Callable[[str | None], None] | None  # raises DatasetError when read() would not find the files
+    source: str  # one line for users: where the data comes from
+    needs_data_dir: bool = False  # no default location: the user must give data_dir
+
+    def problem(self, data_dir: str | None) -> str | None:
+        """Why ``read`` would not find this dataset's files in ``data_dir`` (None: they are there, or the
+        location is a URI that is not checked); checks that files exist without reading them."""
+        if self.locate is None or (isinstance(data_dir, str) and "://" in data_dir):
+            return None
+        try:
+            self.locate(data_dir)
+        except DatasetError as exc:
+            return str(exc)
+        except (OSError, ValueError) as exc:  # a path the OS refuses (too long, NUL byte, ...)
+            return f"{self.name}: data_dir {data_dir!r} cannot be used ({first_line(exc)})"
+        return None
+
+
+def data_problem(name: str, data_dir: str | None) -> str | None:
+    """`DatasetKind.problem` of dataset ``name`` (None for a name that is not a dataset: the config says so)."""
+    kind = DATASETS.get(name)
+    return None if kind is None else kind.problem(data_dir)
+
+
 def load_dataset(
     name: str, split: str, data_dir: str | None = None, limit: int = 0, seed: int = 0
 ) -> ImageDataset:
@@ -86,26 +117,18 @@ def load_dataset(
     ``seed`` (see :func:`balanced_indices`); 0 keeps the whole split. For ``synthetic`` the limit
     is the number of images generated. ``data_dir`` is ignored by ``embedded`` and ``synthetic``.
     """
-    if name not in DATASET_NAMES:
-        raise DatasetError(f"dataset: unknown name {name!r}; allowed: {', '.join(DATASET_NAMES)}")
+    if name not in DATASETS:
+        raise DatasetError(f"dataset: unknown name {name!r}; allowed: {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise DatasetError(f"{name}: unknown split {split!r}; allowed: {', '.join(SPLITS)}")
     if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0:
         raise DatasetError(f"{name}: limit must be an integer >= 0 (0 = the whole split), got {limit!r}")
     limit = int(limit)
 
-    if name == "synthetic":
+    kind = DATASETS[name]
+    if kind.read is None:  # synthetic: generated, `limit` images
         return make_synthetic(split, limit or SYNTHETIC_SIZES[split], seed)
-    if name in _CIFAR_LAYOUTS:
-        images, labels = _read_cifar(name, split, data_dir)
-        num_classes = _CIFAR_LAYOUTS[name][3]
-    elif name == "fashion-mnist":
-        images, labels = read_fashion_mnist(data_dir or FASHION_MNIST_DIR, split)
-        num_classes = 10
-    else:  # embedded
-        images, labels = _read_embedded(split)
-        num_classes = 10
-
+    images, labels = kind.read(split, data_dir)
     if limit:
         if limit > len(labels):
             raise DatasetError(f"{name} {split}: limit {limit} is larger than the {len(labels)} images "
@@ -119,7 +142,7 @@ def load_dataset(
     return ImageDataset(
         images=torch.from_numpy(images),
         labels=torch.from_numpy(labels.astype(np.int64)),
-        num_classes=num_classes,
+        num_classes=kind.num_classes,
         name=name,
     )
 
@@ -436,8 +459,46 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if not text.startswith(type(exc).__name__) else text
 
 
+# --- the registry ----------------------------------------------------------------------------------
+
+
+def _locate_fashion_mnist(data_dir: str | None) -> None:
+    for split in SPLITS:
+        fashion_mnist_paths(data_dir or FASHION_MNIST_DIR, split)
+
+
+def _cifar_kind(name: str) -> DatasetKind:
+    folder, train_files, test_files, num_classes = _CIFAR_LAYOUTS[name]
+
+    def locate(data_dir: str | None) -> None:
+        found = _cifar_folder(name, data_dir)
+        missing = [f for f in train_files + test_files if not (found / f).is_file()]
+        if missing:
+            raise DatasetError(f"{name}: {found} is missing {', '.join(missing)}; expected {_cifar_expected(name)}")
+
+    return DatasetKind(name, num_classes, lambda split, data_dir: _read_cifar(name, split, data_dir), locate,
+                       f"data_dir holding {folder}/ (the python-pickle batches); never downloaded", needs_data_dir=True)
+
+
+DATASETS: dict[str, DatasetKind] = {
+    "cifar10": _cifar_kind("cifar10"),
+    "cifar100": _cifar_kind("cifar100"),
+    "fashion-mnist": DatasetKind(
+        "fashion-mnist", 10, lambda split, data_dir: read_fashion_mnist(data_dir or FASHION_MNIST_DIR, split),
+        _locate_fashion_mnist, f"the four idx files; default {FASHION_MNIST_DIR} (Debian dataset-fashion-mnist)"),
+    "embedded": DatasetKind("embedded", 10, lambda split, data_dir: _read_embedded(split), None,
+                            "a Fashion-MNIST sample shipped in trainable/assets/"),
+    "synthetic": DatasetKind("synthetic", SYNTHETIC_CLASSES, None, None,
+                             "class-structured random images generated for tests only"),
+}
+DATASET_NAMES = tuple(DATASETS)
+
+
 __all__ = [
+    "DATASETS",
     "DATASET_NAMES",
+    "DatasetKind",
+    "data_problem",
     "DatasetError",
     "ImageDataset",
     "balanced_indices",

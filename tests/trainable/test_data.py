@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainable.config import DATASETS
 from trainable.data import (
+    DATASET_NAMES,
     EMBEDDED_PATH,
     FASHION_MNIST_DIR,
     DatasetError,
@@ -131,7 +131,7 @@ def test_embedded_padding_is_zero_border_and_centre_is_the_original():
 
 def test_embedded_sample_is_distinct_real_images_with_a_licence():
     with np.load(EMBEDDED_PATH) as npz:
-        train, test = npz["train_images"], npz["test_images"]
+        train = npz["train_images"]
         assert sorted(npz.files) == sorted(["train_images", "train_labels", "test_images", "test_labels",
                                             "train_source_index", "test_source_index"])
     assert len(np.unique(train.reshape(len(train), -1), axis=0)) == len(train)
@@ -295,7 +295,7 @@ def test_cifar_missing_dir_or_files_gives_one_line_dataset_error(tmp_path):
 def test_unknown_name_or_split_is_refused():
     with pytest.raises(DatasetError) as exc:
         load_dataset("mnist", "train")
-    assert_one_line_naming(exc, "'mnist'", *DATASETS)
+    assert_one_line_naming(exc, "'mnist'", *DATASET_NAMES)
     with pytest.raises(DatasetError) as exc:
         load_dataset("embedded", "val")
     assert_one_line_naming(exc, "'val'", "train", "test")
