@@ -1,10 +1,12 @@
 """The sweep's result tables, written next to the study: ``trials.parquet`` and ``history.parquet``.
 
 ``trials.parquet``: one row per Tune trial: ``trial_id``, ``status`` (finished, early_stopped,
-stopped, failed, interrupted, pending), ``param.<name>`` per space parameter and bundle setting,
-one column per final metric named as the metric (``clean_acc``, ``robust_acc@4/255``, ...),
-``epochs_done``, ``seconds``, ``checkpoint``, ``node_id``, ``hostname``, ``pid``, ``error``,
-``optuna_number`` and ``optuna_state``.
+stopped, failed, interrupted, pending), ``param.<name>`` per space parameter and bundle setting (as
+sampled), ``config.<name>`` for every trial setting (resolved: preset, then the sweep's base and
+``--set``, then the sampled values; what the trial ran with), one column per final metric named as
+the metric (``clean_acc``, ``robust_acc@4/255``, ...), ``epochs_done``, ``seconds``,
+``checkpoint``, ``node_id``, ``hostname``, ``pid``, ``error``, ``optuna_number`` and
+``optuna_state``. Column names and statuses are `orchestrator.layout`'s.
 ``history.parquet``: one row per trial and epoch (``trial_id``, ``epoch``, the metrics, ``final``).
 """
 
@@ -19,15 +21,9 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-TRIALS_FILE = "trials.parquet"
-HISTORY_FILE = "history.parquet"
-# Keys of Tune's results that are bookkeeping, not metrics.
-BOOKKEEPING = frozenset({
-    "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date",
-    "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config", "time_since_restore",
-    "iterations_since_restore", "experiment_tag", "final", "node_id",
-})
-FINISHED_STATUSES = ("finished", "early_stopped", "stopped")
+from trainable.tune_adapter import TrialSettings, build_config
+
+from .layout import CONFIG_PREFIX, FINAL_KEY, HISTORY_FILE, PARAM_PREFIX, TRIALS_FILE, TUNE_KEYS, first_line
 
 
 @dataclass
@@ -49,7 +45,7 @@ def trial_status(tune_status: str, last_result: Mapping[str, Any] | None, early_
     if tune_status == "ERROR":
         return "failed"
     if tune_status == "TERMINATED":
-        return "finished" if (last_result or {}).get("final") == 1.0 else early_stop_status
+        return "finished" if (last_result or {}).get(FINAL_KEY) == 1.0 else early_stop_status
     if time_limit_reached:
         return "stopped"
     if tune_status == "PENDING" and not last_result:
@@ -59,10 +55,11 @@ def trial_status(tune_status: str, last_result: Mapping[str, Any] | None, early_
 
 def collect(experiment_path: str, param_names: Iterable[str], early_stop_status: str,
             optuna_trials: Mapping[str, tuple[int, str]] | None = None,
-            time_limit_reached: bool = False) -> SweepResults:
+            settings: TrialSettings | None = None, time_limit_reached: bool = False) -> SweepResults:
     """Read Ray Tune's experiment directory into the two tables.
 
-    `optuna_trials` maps a Tune trial id to (Optuna trial number, Optuna state name).
+    `optuna_trials` maps a Tune trial id to (Optuna trial number, Optuna state name); `settings`
+    (the sweep's shared trial settings) gives each trial's ``config.<name>`` columns.
     """
     from ray.tune import ExperimentAnalysis
 
@@ -82,9 +79,11 @@ def collect(experiment_path: str, param_names: Iterable[str], early_stop_status:
         row: dict[str, Any] = {"trial_id": trial.trial_id,
                                "status": trial_status(trial.status, last, early_stop_status, time_limit_reached)}
         for name in param_names:
-            row[f"param.{name}"] = trial.config.get(name)
+            row[PARAM_PREFIX + name] = trial.config.get(name)
+        if settings is not None:
+            row.update(resolved_settings(trial.config, settings))
         for key, value in last.items():
-            if key not in BOOKKEEPING and _is_number(value):
+            if key not in TUNE_KEYS and _is_number(value):
                 row[key] = float(value)
         row["epochs_done"] = int(last["epoch"]) if _is_number(last.get("epoch")) else 0
         row["seconds"] = float(last.get("time_total_s", math.nan))
@@ -115,10 +114,21 @@ def collect(experiment_path: str, param_names: Iterable[str], early_stop_status:
     return SweepResults(trials, history)
 
 
+def resolved_settings(config: Mapping[str, Any], settings: TrialSettings) -> dict[str, Any]:
+    """``config.<name>`` -> value for every trial setting the trial ran with (lists as text, so each
+    column has one type); a config the trial refused gives ``config.error`` instead."""
+    try:
+        resolved = build_config(config, settings).to_dict()
+    except ValueError as exc:
+        return {f"{CONFIG_PREFIX}error": first_line(exc)}
+    return {CONFIG_PREFIX + k: (",".join(f"{x:.6g}" for x in v) if isinstance(v, (list, tuple)) else v)
+            for k, v in resolved.items()}
+
+
 def _history(trial_id: str, frame: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch rows of one trial; an epoch reported twice (a resumed trial) keeps its last report."""
-    keep = [c for c in frame.columns if not c.startswith("config/") and (c not in BOOKKEEPING or c in
-            ("time_total_s", "training_iteration", "final", "node_id"))]
+    keep = [c for c in frame.columns if not c.startswith("config/") and (c not in TUNE_KEYS or c in
+            ("time_total_s", "training_iteration", FINAL_KEY, "node_id"))]
     out = frame[keep].copy()
     out.insert(0, "trial_id", trial_id)
     out = out.drop_duplicates(subset=["epoch"], keep="last").sort_values("epoch").reset_index(drop=True)

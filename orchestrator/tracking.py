@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import platform
-import re
 import subprocess
 import time
 from contextlib import contextmanager
@@ -23,26 +22,27 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from ray import tune
 
 from trainable.tune_adapter import TrialSettings, build_config
 
+from .layout import (
+    FINAL_KEY,
+    MLFLOW_DB,
+    PARENT_TAG,
+    RUN_STATUS,
+    STATUS_TAG,
+    TRIAL_TAG,
+    TUNE_KEYS,
+    first_line,
+    mlflow_metric_name,
+    sqlite_file,
+)
+
 log = logging.getLogger(__name__)
 
-TRIAL_TAG = "tune_trial_id"
-STATUS_TAG = "trial_status"
-PARENT_TAG = "mlflow.parentRunId"
-# Keys Ray Tune adds to every result; they are not the trial's metrics.
-TUNE_KEYS = frozenset({
-    "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date",
-    "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config", "time_since_restore",
-    "iterations_since_restore", "experiment_tag", "final", "node_id",
-})
-# trials.parquet status -> MLflow run status
-RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "stopped": "FINISHED", "failed": "FAILED",
-              "interrupted": "KILLED", "pending": "KILLED"}
 PACKAGES = ("ray", "optuna", "mlflow", "torch", "pyarrow", "pandas", "numpy")
 
 
@@ -54,10 +54,11 @@ def sqlite_store_lock(uri: str) -> Iterator[None]:
     tables (MLflow runs alembic on first use) and one of them crash; normal writes afterwards are
     serialised by SQLite itself. The lock is flock(2) on the directory: nothing is left behind.
     """
-    if not uri.startswith("sqlite:///"):
+    file = sqlite_file(uri)
+    if file is None:
         yield
         return
-    directory = Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve().parent
+    directory = Path(file).resolve().parent
     try:
         import fcntl
 
@@ -74,12 +75,7 @@ def sqlite_store_lock(uri: str) -> Iterator[None]:
 
 def default_tracking_uri(sweep_dir: Path) -> str:
     """``sqlite:////abs/path/mlflow.db`` (MLflow needs the absolute form)."""
-    return f"sqlite:///{Path(sweep_dir).resolve() / 'mlflow.db'}"
-
-
-def mlflow_metric_name(name: str) -> str:
-    """Our metric name as MLflow accepts it: '@' -> '_at_', other disallowed characters -> '_'."""
-    return re.sub(r"[^A-Za-z0-9_\-. /:]", "_", name.replace("@", "_at_"))
+    return f"sqlite:///{Path(sweep_dir).resolve() / MLFLOW_DB}"
 
 
 def _param_value(value: Any) -> str:
@@ -270,7 +266,7 @@ class MlflowTrialCallback(tune.Callback):
         self._safely(self._log_result, trial, result)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        final = (trial.last_result or {}).get("final") == 1.0
+        final = (trial.last_result or {}).get(FINAL_KEY) == 1.0
         self._safely(self._finish, trial, "finished" if final else self.early_stop_status, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -300,4 +296,4 @@ class MlflowTrialCallback(tune.Callback):
             func(*args)
         except Exception as exc:  # noqa: BLE001 - an MLflow outage must not kill running trials
             log.error("MLflow tracking failed (%s: %s); the sweep goes on and results stay in Parquet",
-                      type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                      type(exc).__name__, first_line(exc))
