@@ -1,4 +1,4 @@
-"""The paper's result table (CF-AMC-SSL, arXiv 2501.03507; METHOD_SPEC.md section 5) as data.
+"""The paper's result table (CF-AMC-SSL, arXiv 2501.03507; docs/METHOD.md section 5) as data.
 
 Accuracies are percentages under the standard linear-probe protocol, time is total pre-training
 wall-clock in minutes (hardware unverified). Each row names the bundle of

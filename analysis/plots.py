@@ -58,9 +58,10 @@ def format_value(name: str, value: Any) -> str:
         if math.isnan(value):
             return "-"
         short = name.removeprefix(PARAM_PREFIX)
-        if ("epsilon" in short or short == "alpha") and value > 0 and abs(value * 255 - round(value * 255)) < 1e-6:
-            return f"{int(round(value * 255))}/255"
-        return f"{value:.3g}"
+        number = float(value)
+        if ("epsilon" in short or short == "alpha") and number > 0 and abs(number * 255 - round(number * 255)) < 1e-6:
+            return f"{int(round(number * 255))}/255"
+        return f"{number:.3g}"
     return str(value)
 
 
@@ -251,7 +252,7 @@ def learning_curves_png(curves: pd.DataFrame, knobs: Sequence[str], metrics: Seq
     fig = Figure(figsize=(12 if by_time else 6.5, 3.6 * len(metrics) + 0.4), dpi=100)
     axes = fig.subplots(len(metrics), 2 if by_time else 1, squeeze=False)
     groups = curves.groupby(list(knobs), sort=False, dropna=False) if knobs else [((), curves)]
-    for key, part in groups:
+    for _, part in groups:
         label = knob_label(part.iloc[0], knobs) if knobs else "all trials"
         part = part.sort_values("epoch")
         for i, metric in enumerate(metrics):
