@@ -5,7 +5,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: demo train-demo test install clean findings findings-figures
+.PHONY: demo train-demo test lint install clean findings findings-figures
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ train-demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Lint (ruff: errors, import order, likely bugs) and types (mypy --check-untyped-defs); CI runs it first.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

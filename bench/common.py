@@ -9,7 +9,7 @@ import statistics
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 
 def machine() -> str:
@@ -90,10 +90,22 @@ def spread(xs: Sequence[float]) -> str:
     return f"{m * f:.3g} {unit} (min {min(xs) * f:.3g}, max {max(xs) * f:.3g}, n={len(xs)})"
 
 
+def markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a markdown table: a header of `columns`, its rule, one line per row."""
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return out
+
+
 def table(rows: Sequence[tuple[str, str, str, bool | None]]) -> str:
     """Markdown table of (what, measured, target, met?); met None prints '-' (informational rows)."""
-    out = ["| what | measured | target | met? |", "|---|---|---|---|"]
-    for what, measured, target, met in rows:
-        mark = "-" if met is None else ("yes" if met else "NO")
-        out.append(f"| {what} | {measured} | {target} | {mark} |")
-    return "\n".join(out)
+    marks = [(what, measured, target, "-" if met is None else ("yes" if met else "NO"))
+             for what, measured, target, met in rows]
+    return "\n".join(markdown(("what", "measured", "target", "met?"), marks))
+
+
+def run_main(description: str, title: str, run: Callable[[bool], str]) -> None:
+    """A benchmark's command line: parse ``--quick``, print the header, then what ``run(quick)`` returns."""
+    args = parser(description).parse_args()
+    header(title, args.quick)
+    print(run(args.quick))

@@ -1,6 +1,6 @@
 """Cost-free ratio (BENCHMARKS.md item 1): CF-AMC-SSL vs clean EMP-SSL vs PGD-5 robust EMP-SSL, training only.
 
-Equal-budget comparison (METHOD_SPEC.md 3.2): clean EMP-SSL trains E epochs, CF-AMC-SSL E/m epochs with
+Equal-budget comparison (docs/METHOD.md 3.2): clean EMP-SSL trains E epochs, CF-AMC-SSL E/m epochs with
 m replays per minibatch, robust EMP-SSL (PGD-5) E epochs. One "unit" here is E = m epochs: clean and
 PGD run m epochs (`Trial.train_epoch`), CF-AMC-SSL runs 1 epoch. Same data, crops and model (the demo
 preset's sizes); the units run interleaved (A B C D A B C D ...) and the medians are compared, so
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.common import header, interleaved, median, parser, spread, table, timed
+from bench.common import interleaved, markdown, median, run_main, spread, table, timed
 from trainable.config import preset
 from trainable.loop import Trial
 from trainable.views import make_views
@@ -54,11 +54,11 @@ def count_passes(trials: dict[str, Trial]) -> dict[str, tuple[int, int]]:
     out = {}
     for label, trial in trials.items():
         forwards = [0]
-        handle = trial.model.register_forward_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+        handle = trial.model.register_forward_hook(lambda *_, n=forwards: n.__setitem__(0, n[0] + 1))
         calls = [0]
         original = methods_mod.make_views
 
-        def counting(*args, **kwargs):
+        def counting(*args, calls=calls, original=original, **kwargs):
             calls[0] += 1
             return original(*args, **kwargs)
 
@@ -152,14 +152,12 @@ def run(quick: bool = False) -> str:
     lines = [table(rows), ""]
     lines.append(f"Sizes: {sizes}; one unit = E = m = {m} epochs of clean/PGD = 1 epoch of CF-AMC-SSL; "
                  f"{repeats} interleaved repetitions, medians.\n")
-    lines.append("| method | unit time (median, min, max) | encoder forwards per unit | make_views calls per unit |")
-    lines.append("|---|---|---|---|")
-    for label in METHODS:
-        f, v = passes[label]
-        lines.append(f"| {label} | {spread(times[label])} | {f} | {v} |")
+    lines += markdown(("method", "unit time (median, min, max)", "encoder forwards per unit",
+                       "make_views calls per unit"),
+                      [(label, spread(times[label]), *passes[label]) for label in METHODS])
     lines.append("")
     lines.append(
-        f"The paper's 6x (METHOD_SPEC 3.2: (K+1)*E = 6*30 = 180 vs m*E/m = 30 epoch-passes; 530 vs 97 min "
+        f"The paper's 6x (docs/METHOD.md 3.2: (K+1)*E = 6*30 = 180 vs m*E/m = 30 epoch-passes; 530 vs 97 min "
         f"measured = 5.5x) counts every PGD step as a full forward/backward pass, which is what the "
         f"reference code does (accumulate_attack_grads=true: `loss.backward()` per attack step). Our default "
         f"PGD takes `autograd.grad` w.r.t. delta only (no weight gradients), so its attack steps are "
@@ -168,15 +166,11 @@ def run(quick: bool = False) -> str:
     names = list(dict.fromkeys(k for label in parts for k in parts[label]))
     lines.append("Per update (ms), one step's parts timed separately (views: once per minibatch, i.e. per "
                  "update for clean and per m updates for CF-AMC-SSL):\n")
-    lines.append("| part | clean EMP-SSL | CF-AMC-SSL |")
-    lines.append("|---|---|---|")
-    totals = {}
-    for label in (CLEAN, FREE):
-        totals[label] = sum(v[0] for v in parts[label].values())
-    for name in names:
-        cells = [f"{parts[label][name][0] * 1e3:.1f}" if name in parts[label] else "-" for label in (CLEAN, FREE)]
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
-    lines.append(f"| total | {totals[CLEAN] * 1e3:.1f} | {totals[FREE] * 1e3:.1f} |")
+    totals = {label: sum(v[0] for v in parts[label].values()) for label in (CLEAN, FREE)}
+    cells = [[name] + [f"{parts[label][name][0] * 1e3:.1f}" if name in parts[label] else "-" for label in (CLEAN, FREE)]
+             for name in names]
+    cells.append(["total", f"{totals[CLEAN] * 1e3:.1f}", f"{totals[FREE] * 1e3:.1f}"])
+    lines += markdown(("part", "clean EMP-SSL", "CF-AMC-SSL"), cells)
     lines.append("")
     lines.append("The free step's backward also computes dL/d(input) through the first convolution (the clean "
                  "step's does not); its delta bookkeeping is one add per replay and an in-place sign step.")
@@ -184,9 +178,7 @@ def run(quick: bool = False) -> str:
 
 
 def main() -> None:
-    args = parser("Cost-free ratio: CF-AMC-SSL vs clean EMP-SSL vs PGD robust EMP-SSL (training only)").parse_args()
-    header("bench.cost_free: the cost-free ratio", args.quick)
-    print(run(args.quick))
+    run_main("Cost-free ratio: CF-AMC-SSL vs clean EMP-SSL vs PGD robust EMP-SSL (training only)", "bench.cost_free: the cost-free ratio", run)
 
 
 if __name__ == "__main__":

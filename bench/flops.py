@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import header, parser, table
+from bench.common import run_main, table
 
 A100_BF16 = 312e12  # dense bf16 tensor-core peak, FLOP/s
 UTILISATION = (0.30, 0.40)
@@ -127,9 +127,7 @@ def run(quick: bool = False) -> str:
 
 
 def main() -> None:
-    args = parser("FLOPs of a paper-preset CF-AMC-SSL step and the expected GPU time per trial").parse_args()
-    header("bench.flops: GPU path FLOPs", args.quick)
-    print(run(args.quick))
+    run_main("FLOPs of a paper-preset CF-AMC-SSL step and the expected GPU time per trial", "bench.flops: GPU path FLOPs", run)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.common import header, interleaved, median, parser, spread, table
+from bench.common import interleaved, markdown, median, run_main, spread, table
 from trainable.losses import invariance_loss, total_coding_rate, total_coding_rate_full
 
 
@@ -74,10 +74,7 @@ def run(quick: bool = False) -> str:
          None),
     ]
     lines = [table(rows), ""]
-    lines.append("| form | fwd+bwd time |")
-    lines.append("|---|---|")
-    for k, v in times.items():
-        lines.append(f"| {k} | {spread(v)} |")
+    lines += markdown(("form", "fwd+bwd time"), [(k, spread(v)) for k, v in times.items()])
     lines.append("")
     lines.append(f"Against a float64 d x d reference: value rel. error B x B {diff['value_small_vs_f64']:.1e}, "
                  f"d x d {diff['value_full_vs_f64']:.1e}; gradient (max abs diff / max |grad|) B x B "
@@ -87,9 +84,7 @@ def run(quick: bool = False) -> str:
 
 
 def main() -> None:
-    args = parser("EMP loss: B x B vs d x d total coding rate").parse_args()
-    header("bench.loss: EMP loss, B x B vs d x d", args.quick)
-    print(run(args.quick))
+    run_main("EMP loss: B x B vs d x d total coding rate", "bench.loss: EMP loss, B x B vs d x d", run)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import warnings
 from typing import Any
 
-from bench.common import header, parser, table
+from bench.common import header, markdown, parser, table
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 MARK = "BENCH-MEMORY "
@@ -147,7 +147,7 @@ def run(quick: bool = False, paper_batches: list[int] | None = None, demo_trial:
     measured_directly = target_batch in paper
     crops_paper = 4 if quick else 16
     rows = [
-        (f"demo preset: one CF-AMC-SSL step (batch 50 x 8 crops, m=3), peak RSS increase"
+        ("demo preset: one CF-AMC-SSL step (batch 50 x 8 crops, m=3), peak RSS increase"
          if not quick else "demo preset (shrunk): one step, peak RSS increase",
          f"{demo['step_peak'] / MB:,.0f} MB", "reported", None),
     ]
@@ -163,11 +163,9 @@ def run(quick: bool = False, paper_batches: list[int] | None = None, demo_trial:
     rows.append(("per-crop tensors alive between steps (demo)", "; ".join(f"{n} {s}" for n, s in demo["tensors"]),
                  "only the free-AT delta (C*B, 3, 32, 32)", only_delta))
     lines = [table(rows), ""]
-    lines.append("| paper-size step, batch | crops | RSS before step | peak increase | delta buffer |")
-    lines.append("|---|---|---|---|---|")
-    for b, p in paper.items():
-        lines.append(f"| {b} | {b * crops_paper} | {p['base'] / MB:,.0f} MB | {p['step_peak'] / MB:,.0f} MB | "
-                     f"{p['delta_bytes'] / MB:.1f} MB |")
+    lines += markdown(("paper-size step, batch", "crops", "RSS before step", "peak increase", "delta buffer"),
+                      [(b, b * crops_paper, f"{p['base'] / MB:,.0f} MB", f"{p['step_peak'] / MB:,.0f} MB",
+                        f"{p['delta_bytes'] / MB:.1f} MB") for b, p in paper.items()])
     lines.append("")
     lines.append(f"Linear fit of the paper-size step peak: {intercept / MB:,.0f} MB + {slope / MB:,.1f} MB per image "
                  f"({slope / MB / crops_paper:.2f} MB per crop); parameters {paper[paper_batches[0]]['params']:,}. "

@@ -81,7 +81,7 @@ def driver(spec: str, out: str, reuse_actors: bool) -> None:
         setattr(owner, name, wrapped)
 
     wrap(sweep, "connect_ray", "ray_init")
-    wrap(sweep, "_disconnect_ray", "ray_shutdown")
+    wrap(sweep, "disconnect_ray", "ray_shutdown")
     wrap(sweep, "_write_report", "report")
     wrap(sweep.results_mod, "collect", "results_collect")
     wrap(sweep.results_mod, "write", "results_write")

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageFilter, ImageOps
 from torchvision import transforms as T
 
-from bench.common import header, interleaved, median, parser, spread, table
+from bench.common import interleaved, markdown, median, run_main, spread, table
 from trainable.config import preset
 from trainable.loop import Trial
 from trainable.views import make_views, recipe_for
@@ -145,10 +145,8 @@ def run(quick: bool = False) -> str:
     ]
     lines = [table(rows), ""]
     lines.append(f"{n_images} images x {crops} crops of 32x32 = {n} crops per call; {repeats} interleaved repetitions.\n")
-    lines.append("| generator | time per call | crops/s |")
-    lines.append("|---|---|---|")
-    for k, v in times.items():
-        lines.append(f"| {k} | {spread(v)} | {rate[k]:,.0f} |")
+    lines += markdown(("generator", "time per call", "crops/s"),
+                      [(k, spread(v), f"{rate[k]:,.0f}") for k, v in times.items()])
     lines.append("")
     lines.append(f"CF-AMC-SSL step (demo preset{', shrunk' if quick else ''}): {step_s * 1e3:.0f} ms per minibatch "
                  f"(m replays), of which views {views_s * 1e3:.1f} ms.")
@@ -156,9 +154,7 @@ def run(quick: bool = False) -> str:
 
 
 def main() -> None:
-    args = parser("Multi-crop views: batched on-device generator vs per-crop PIL pipeline").parse_args()
-    header("bench.views: multi-crop views", args.quick)
-    print(run(args.quick))
+    run_main("Multi-crop views: batched on-device generator vs per-crop PIL pipeline", "bench.views: multi-crop views", run)
 
 
 if __name__ == "__main__":

@@ -8,25 +8,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import results
-from analysis.results import (Objective, ResultsError, combine, load_mlflow, load_sweep, load_sweeps, metric_columns,
-                              parse_objectives, swept_params)
+from analysis import tracking
+from analysis.results import (
+    Objective,
+    ResultsError,
+    combine,
+    load_sweep,
+    load_sweeps,
+    metric_columns,
+    parse_objectives,
+    swept_params,
+)
+from analysis.tracking import load_mlflow
+from orchestrator.layout import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_file_names_and_tags_agree_with_the_orchestrator() -> None:
-    """The constants analysis/ reads by must be the ones orchestrator/ writes with (checked on the
-    source, so the test imports neither Ray nor MLflow)."""
-    values: dict[str, object] = {}
-    for name in ("results.py", "sweep.py", "tracking.py"):
-        for node in ast.parse((REPO / "orchestrator" / name).read_text()).body:
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        values[target.id] = node.value.value
-    for constant in ("TRIALS_FILE", "HISTORY_FILE", "STATE_FILE", "SPEC_COPY", "TRIAL_TAG", "STATUS_TAG", "PARENT_TAG"):
-        assert getattr(results, constant) == values[constant], constant
+def test_analysis_reads_the_sweep_directory_through_the_layout_module_only() -> None:
+    """analysis/ imports nothing of orchestrator/ but its layout module, and nothing of trainable/:
+    the sweep directory's contract has one home, and a sweep can be analysed without Ray or torch."""
+    for path in sorted((REPO / "analysis").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                assert not name.startswith("trainable"), f"{path.name} imports {name}"
+                assert not name.startswith("orchestrator") or name == "orchestrator.layout", f"{path.name} imports {name}"
 
 
 def test_load_sweep_dir(tmp_path: Path, make_sweep, make_trials) -> None:
@@ -58,7 +66,7 @@ def test_parse_objectives() -> None:
         Objective("clean_acc", "max"), Objective("robust_acc@4/255", "min")]
     for bad, message in (("clean_acc", "METRIC:max"), ("clean_acc:up", "max or min"),
                          ("a:max,a:min", "twice"), ("", "no objectives")):
-        with pytest.raises(ResultsError, match=message):
+        with pytest.raises(UserError, match=message):
             parse_objectives(bad)
 
 
@@ -105,5 +113,5 @@ def test_load_mlflow_errors(tracked_sweep: Path, tmp_path: Path) -> None:
 
 
 def test_param_values_from_mlflow_strings() -> None:
-    assert [results._param_value(v) for v in ("None", "True", "3", "0.031", "1e-4", "cf-amc-ssl", "0.01,0.03")] == [
+    assert [tracking._param_value(v) for v in ("None", "True", "3", "0.031", "1e-4", "cf-amc-ssl", "0.01,0.03")] == [
         None, True, 3, 0.031, 1e-4, "cf-amc-ssl", "0.01,0.03"]

@@ -11,8 +11,8 @@ import yaml
 
 from analysis.compare import method_parts, paper_comparison
 from analysis.paper_results import PAPER_ROWS
-from analysis.report import report_command
-from analysis.results import load_sweep
+from analysis.results import ResultsError, load_sweep
+from orchestrator.cli import main
 from trainable.config import METHODS
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "search_spaces" / "paper_table.yaml"
@@ -37,12 +37,17 @@ def test_paper_rows_match_the_paper_table_spec() -> None:
 
 
 def paper_trials() -> pd.DataFrame:
-    """One finished trial per bundle (measured = paper - 1 point, as fractions), plus a failed retry."""
+    """One finished trial per bundle (measured = paper - 1 point, as fractions), plus a failed retry; each
+    with the resolved ``config.*`` settings the orchestrator records."""
     rows = []
     for i, (name, settings) in enumerate(bundles().items()):
         paper = PAPER_ROWS[i].accuracy["cifar10"]
+        objective, adversary, views = METHODS[settings["method"]]
+        resolved = {"objective": objective, "adversary": adversary, "views": settings.get("views", views),
+                    "dataset": "cifar10", "epochs": settings["epochs"]}
         row = {"trial_id": f"p{i}", "status": "finished", "param.row": name,
                "param.objective": None, "param.adversary": None, **{f"param.{k}": v for k, v in settings.items()},
+               **{f"config.{k}": v for k, v in resolved.items()},
                "clean_acc": (paper[0] - 1) / 100, "robust_acc@4/255": (paper[1] - 1) / 100,
                "robust_acc@8/255": (paper[2] - 1) / 100, "train_seconds": 60.0 * (i + 1), "seconds": 61.0 * (i + 1)}
         row["robust_acc"] = row["robust_acc@8/255"]
@@ -57,7 +62,7 @@ def test_paper_comparison_and_report(tmp_path: Path, make_sweep) -> None:
     sweep_dir = make_sweep(tmp_path / "paper", paper_trials(), spec=SPEC_FILE.read_text())
     sweep = load_sweep(sweep_dir)
     assert sweep.name == "paper_table"
-    assert method_parts(sweep, sweep.trials.iloc[0]) == ("emp", "pgd", "patch")
+    assert method_parts(sweep.trials.iloc[0]) == ("emp", "pgd", "patch")
     table = paper_comparison(sweep)
     assert list(table["method"]) == [r.label for r in PAPER_ROWS] and (table["dataset"] == "cifar10").all()
     assert (table["trials"] == 1).all()  # the failed retry does not count
@@ -66,7 +71,7 @@ def test_paper_comparison_and_report(tmp_path: Path, make_sweep) -> None:
     np.testing.assert_allclose(table["minutes ours"], np.arange(1, 8))
     assert table["epochs ours"].tolist() == [str(r.epochs) for r in PAPER_ROWS]
 
-    assert report_command(sweep_dir, None, "md", log_to_mlflow=False) == 0
+    assert main(["report", str(sweep_dir), "--no-mlflow"]) == 0
     text = (sweep_dir / "report" / "report.md").read_text()
     assert "## Measured vs the paper" in text and "| Crop-based EMP-FreeAdv = CF-AMC-SSL | cifar10 | 1 | 75.88 | 74.88 |" in text
     assert (sweep_dir / "report" / "paper_comparison.csv").is_file()
@@ -74,8 +79,20 @@ def test_paper_comparison_and_report(tmp_path: Path, make_sweep) -> None:
 
 def test_rows_without_trials_and_other_datasets(tmp_path: Path, make_sweep) -> None:
     trials = paper_trials().iloc[[6]]
-    trials = trials.assign(**{"param.dataset": "cifar100"})
+    trials = trials.assign(**{"param.dataset": "cifar100", "config.dataset": "cifar100"})
     sweep = load_sweep(make_sweep(tmp_path / "paper", trials, spec=SPEC_FILE.read_text()))
     table = paper_comparison(sweep).set_index("method")
     assert table.loc["Crop-based EMP-FreeAdv = CF-AMC-SSL", "clean paper"] == pytest.approx(50.74)  # CIFAR-100 row
     assert table["trials"].sum() == 1 and np.isnan(table.loc["Patch-based SimCLR", "clean ours"])
+
+
+def test_a_sweep_without_resolved_settings_reports_without_the_comparison(tmp_path: Path, make_sweep) -> None:
+    """Sweep directories written before trials carried their ``config.*`` settings still get a report;
+    it says in one line why the paper comparison is missing."""
+    old = paper_trials().drop(columns=[c for c in paper_trials().columns if c.startswith("config.")])
+    sweep_dir = make_sweep(tmp_path / "old", old, spec=SPEC_FILE.read_text())
+    with pytest.raises(ResultsError, match=r"no config\.objective, .* column .*the paper comparison needs them"):
+        paper_comparison(load_sweep(sweep_dir))
+    assert main(["report", str(sweep_dir), "--no-mlflow"]) == 0
+    text = (sweep_dir / "report" / "report.md").read_text()
+    assert "no paper comparison" in text and "## Measured vs the paper" not in text

@@ -10,9 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.pareto import (NonFiniteRowsWarning, dominates, front, hypervolume, hypervolume_by_trial,
-                             hypervolume_over_trials, knee_point, knee_trial, non_dominated_ranks, pareto_front,
-                             rank_trials)
+from analysis.pareto import (
+    NonFiniteRowsWarning,
+    dominates,
+    front,
+    hypervolume,
+    hypervolume_by_trial,
+    hypervolume_over_trials,
+    knee_point,
+    knee_trial,
+    non_dominated_ranks,
+    pareto_front,
+    rank_trials,
+)
 from analysis.results import Objective
 
 

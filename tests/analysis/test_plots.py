@@ -8,8 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.plots import (FRONT, NOT_COUNTED, classify, format_value, interactive_html, knob_label, knobs_png,
-                            pareto_png, staircase)
+from analysis.plots import (
+    FRONT,
+    NOT_COUNTED,
+    classify,
+    format_value,
+    interactive_html,
+    knob_label,
+    knobs_png,
+    pareto_png,
+    staircase,
+)
 from analysis.results import Objective
 
 OBJECTIVES = [Objective("clean_acc", "max"), Objective("robust_acc", "max")]

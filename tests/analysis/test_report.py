@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from analysis.pareto import NonFiniteRowsWarning
-from analysis.report import MlflowLogError, ReportError, report_command, write_report
+from analysis.report import MlflowLogError, ReportError, write_report
 from analysis.results import load_sweep
+from orchestrator.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
 REPO = Path(__file__).resolve().parents[2]
@@ -109,14 +110,21 @@ def test_errors_are_one_line_value_errors(tmp_path: Path, case: str, make_sweep,
     if case == "unknown_objective":
         assert "unknown objective 'robust_ac'" in message and "robust_acc@4/255" in message
     if not kwargs:
-        assert report_command(sweep_dir, objectives, fmt, log_to_mlflow=False) == 2
+        argv = ["report", str(sweep_dir), "--no-mlflow"] + (["--objectives", objectives] if objectives else [])
+        if fmt != "pdf":
+            assert main(argv + ["--format", fmt]) == 2
+        else:  # argparse itself refuses the format
+            with pytest.raises(SystemExit) as exit_info:
+                main(argv + ["--format", fmt])
+            assert exit_info.value.code == 2
+            return
         err = capsys.readouterr().err
         assert err.startswith("orchestrator report: error: ") and err.count("\n") == 1
 
 
 def test_report_command_prints_summary(tmp_path: Path, make_sweep, make_trials, capsys) -> None:
     sweep_dir = make_sweep(tmp_path / "s", make_trials())
-    assert report_command(sweep_dir, None, "md", log_to_mlflow=False) == 0
+    assert main(["report", str(sweep_dir), "--no-mlflow"]) == 0
     out = capsys.readouterr().out
     assert "Pareto front:" in out and f"report: {sweep_dir / 'report' / 'report.md'}" in out
 

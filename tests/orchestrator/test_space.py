@@ -92,7 +92,7 @@ def test_space_pickles_and_behaves_the_same() -> None:
 
 
 def test_bundles_return_their_settings_and_grid_covers_every_row() -> None:
-    from orchestrator.sweep import TuneGridSampler
+    from orchestrator.samplers import TuneGridSampler
 
     spec = load_spec(SPACES / "paper_table.yaml")
     space = spec.space
@@ -113,7 +113,7 @@ def test_bundles_return_their_settings_and_grid_covers_every_row() -> None:
 
 
 def test_pareto_search_tells_pruned_failed_and_complete() -> None:
-    from orchestrator.sweep import ParetoOptunaSearch
+    from orchestrator.search import ParetoOptunaSearch
 
     space = parse_spec(SPEC, "s.yaml").space
     search = ParetoOptunaSearch(space, metric=["clean_acc", "robust_acc"], mode=["max", "max"],

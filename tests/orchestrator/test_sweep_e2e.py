@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.layout import SweepState
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def _mlflow_children(sweep_dir: Path) -> tuple[object, list]:
     from mlflow import MlflowClient
 
     state = json.loads((sweep_dir / "sweep.json").read_text())
-    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    client = MlflowClient(tracking_uri=SweepState.load(sweep_dir).tracking(sweep_dir))
     runs = client.search_runs([state["mlflow_experiment_id"]],
                               filter_string=f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'")
     return client, list(runs)

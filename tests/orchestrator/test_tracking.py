@@ -6,7 +6,8 @@ import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
-from orchestrator.tracking import MlflowTrialCallback, Tracker, default_tracking_uri, mlflow_metric_name
+from orchestrator.layout import mlflow_metric_name
+from orchestrator.tracking import MlflowTrialCallback, Tracker, default_tracking_uri
 from trainable.tune_adapter import TrialSettings
 
 

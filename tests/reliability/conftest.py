@@ -15,7 +15,8 @@ from typing import Callable, Iterator
 import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.specs import REPO
+
 CLI = [sys.executable, "-m", "orchestrator.cli"]
 
 
@@ -98,10 +99,3 @@ def procs(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     yield start
     for proc in started:
         proc.kill_tree()
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test in its own directory (a default `runs/` would land there)."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path

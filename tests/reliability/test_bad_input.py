@@ -1,4 +1,4 @@
-"""Bad input (issue #5): every kind of bad spec, --set value, data directory and Ray address is refused by
+"""Bad input: every kind of bad spec, --set value, data directory and Ray address is refused by
 `validate`, `sweep` and `train` with ONE line on stderr and exit code 2, before anything is created;
 a property-based test feeds random specs to `validate` and accepts only exit 0 or a clean one-line exit 2."""
 
@@ -20,22 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli import main
+from tests.specs import REPO, tiny_spec
 
-REPO = Path(__file__).resolve().parents[2]
-
-TINY_SPEC = """\
-name: tiny
-preset: tiny
-objectives:
-  - {metric: clean_acc, mode: max}
-  - {metric: robust_acc, mode: max}
-budget: {trials: 2, concurrency: 2}
-sampler: {type: random, seed: 1}
-resources: {cpu: 1}
-base: {epochs: 1, train_images: 100, eval_images: 50, probe_epochs: 2}
-space:
-  epsilon: {float: [0, 16/255]}
-"""
+TINY_SPEC = tiny_spec(trials=2, epochs=1)
 
 
 
@@ -250,26 +237,27 @@ def test_unanswering_ray_address_fails_fast_with_one_line(address: str, workdir:
     code, _, err = _run(["sweep", str(path), "--address", address, "--out", str(workdir / "out"), "-q"], capsys)
     assert time.monotonic() - started < 60
     assert code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"orchestrator sweep: error: ") and address in err[0], err
+    assert err[0].startswith("orchestrator sweep: error: ") and address in err[0], err
     assert ("nothing answers" in err[0]) or ("expected 'auto', HOST:PORT" in err[0]), err
     assert not (workdir / "out").exists() and not (workdir / "runs").exists()
 
 
 def test_ray_probe_is_bounded_by_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """A host that drops packets fails after RAY_PROBE_TIMEOUT_S, not after Ray's minutes of retries."""
-    from orchestrator import sweep
+    from orchestrator import cluster
+    from orchestrator.layout import SweepError
 
     def blackhole(address, timeout):
-        assert timeout == sweep.RAY_PROBE_TIMEOUT_S <= 10
+        assert timeout == cluster.RAY_PROBE_TIMEOUT_S <= 10
         raise socket.timeout("timed out")
 
     monkeypatch.setattr(socket, "create_connection", blackhole)
-    with pytest.raises(sweep.SweepError, match=r"^cannot join the Ray cluster at 10\.1\.2\.3:6379: nothing answers "
+    with pytest.raises(SweepError, match=r"^cannot join the Ray cluster at 10\.1\.2\.3:6379: nothing answers "
                                                r"at 10\.1\.2\.3:6379 \(timed out\)"):
-        sweep._probe_ray("10.1.2.3:6379")
-    assert sweep._ray_endpoint("ray://head") == ("head", 10001)
-    assert sweep._ray_endpoint("head") == ("head", 6379)
-    assert sweep._ray_endpoint("[::1]:7000") == ("::1", 7000)
+        cluster.probe_ray("10.1.2.3:6379")
+    assert cluster._ray_endpoint("ray://head") == ("head", 10001)
+    assert cluster._ray_endpoint("head") == ("head", 6379)
+    assert cluster._ray_endpoint("[::1]:7000") == ("::1", 7000)
 
 
 # --- the real command in a subprocess: no traceback, one line ------------------------------------------------

@@ -26,13 +26,15 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pandas as pd
 import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from orchestrator.layout import SweepState
+from tests.specs import REPO, tiny_spec
+
 PROGRESS_ENV = "CFAMC_TEST_PROGRESS_DIR"
 # The tiny preset cut further: 2 minibatches of 20 images per epoch, 20 test images, 1 probe epoch.
 TINY_BASE = "train_images: 40, eval_images: 20, probe_epochs: 1"
@@ -40,23 +42,9 @@ TIMING_KEYS = ("train_seconds", "samples_per_second")
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
-def spec_text(*, name: str = "fault", trials: int | None = 3, concurrency: int = 2, epochs: int = 2,
-              space: str = "  epsilon: {float: [0, 16/255]}", sampler: str = "{type: random, seed: 1}",
-              retries: int = 1, base: str = TINY_BASE) -> str:
-    budget = f"{{trials: {trials}, concurrency: {concurrency}}}" if trials else f"{{concurrency: {concurrency}}}"
-    return textwrap.dedent(f"""\
-        name: {name}
-        preset: tiny
-        objectives:
-          - {{metric: clean_acc, mode: max}}
-          - {{metric: robust_acc, mode: max}}
-        budget: {budget}
-        sampler: {sampler}
-        resources: {{cpu: 1}}
-        retries: {retries}
-        base: {{epochs: {epochs}, {base}}}
-        space:
-        """) + space + "\n"
+def spec_text(*, name: str = "fault", retries: int = 1, base: str = TINY_BASE, **changes: Any) -> str:
+    """The shared tiny spec (tests/specs.py) with the fault tests' smaller data and a retry."""
+    return tiny_spec(name=name, retries=retries, base=base, **changes)
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, alive=None, interval: float = 0.1):
@@ -109,7 +97,7 @@ def mlflow_children(sweep_dir: Path, deleted_too: bool = False) -> tuple[object,
     from mlflow.entities import ViewType
 
     state = json.loads((sweep_dir / "sweep.json").read_text())
-    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    client = MlflowClient(tracking_uri=SweepState.load(sweep_dir).tracking(sweep_dir))
     runs = client.search_runs([state["mlflow_experiment_id"]],
                               filter_string=f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'",
                               run_view_type=ViewType.ALL if deleted_too else ViewType.ACTIVE_ONLY,
@@ -311,7 +299,7 @@ def _plant_lost_trial(sweep_dir: Path, tune_id: str) -> str:
     import optuna
 
     state = json.loads((sweep_dir / "sweep.json").read_text())
-    study = optuna.load_study(study_name=state["study_name"], storage=state["study_url"])
+    study = optuna.load_study(study_name=state["study_name"], storage=SweepState.load(sweep_dir).study(sweep_dir))
     study.ask().set_user_attr("tune_trial_id", tune_id)
     client, _ = mlflow_children(sweep_dir)
     run = client.create_run(state["mlflow_experiment_id"], run_name=f"trial-{tune_id}", tags={
@@ -634,7 +622,7 @@ def test_two_sweeps_at_once_on_one_tracking_store_and_storage(tmp_path: Path, pr
     assert x_codes == [0, 2, 2], {k: started[k].output()[-1500:] for k in ("x1", "x2", "x3")}
     for key in ("x1", "x2", "x3"):
         if codes[key] == 2:
-            lines = [l for l in started[key].output().splitlines() if "error" in l.lower()]
+            lines = [line for line in started[key].output().splitlines() if "error" in line.lower()]
             assert len(lines) == 1 and lines[0].startswith("orchestrator sweep: error: "), started[key].output()
             assert "another sweep" in lines[0] or "already exists" in lines[0], lines[0]
     winner = next(k for k in ("x1", "x2", "x3") if codes[k] == 0)

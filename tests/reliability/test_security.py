@@ -1,4 +1,4 @@
-"""Security (issue #5): specs are plain YAML (no tag can import or run anything), checkpoints are read
+"""Security: specs are plain YAML (no tag can import or run anything), checkpoints are read
 weights-only, no loader in the code unpickles or evaluates, the MLflow UI listens on loopback unless told
 otherwise, no secret from the environment reaches a sweep's files, and Ray's token authentication is left on."""
 
@@ -16,24 +16,12 @@ import pytest
 import torch
 
 from orchestrator.cli import main
+from tests.specs import REPO, tiny_spec
 
-REPO = Path(__file__).resolve().parents[2]
 CODE_DIRS = ("orchestrator", "trainable", "analysis", "scripts")  # what reads users' files
 TOOL_DIRS = CODE_DIRS + ("bench", "search_spaces")
 
-TINY_SPEC = """\
-name: tiny
-preset: tiny
-objectives:
-  - {metric: clean_acc, mode: max}
-  - {metric: robust_acc, mode: max}
-budget: {trials: 2, concurrency: 2}
-sampler: {type: random, seed: 1}
-resources: {cpu: 1}
-base: {epochs: 1, train_images: 40, eval_images: 20, probe_epochs: 1}
-space:
-  epsilon: {float: [0, 16/255]}
-"""
+TINY_SPEC = tiny_spec(trials=2, epochs=1, base="train_images: 40, eval_images: 20, probe_epochs: 1")
 
 
 
@@ -174,7 +162,7 @@ class _FakeServer:
 def fake_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     import subprocess
 
-    from orchestrator.sweep import SweepState
+    from orchestrator.layout import SweepState
 
     sweep = tmp_path / "sweep"
     sweep.mkdir()

@@ -5,8 +5,15 @@ import sys
 import pytest
 import torch
 
-from trainable.config import (PRESETS, ConfigError, TrialConfig, metric_name_for_epsilon, parse_number,
-                              parse_overrides, preset)
+from trainable.config import (
+    PRESETS,
+    ConfigError,
+    TrialConfig,
+    metric_name_for_epsilon,
+    parse_number,
+    parse_overrides,
+    preset,
+)
 from trainable.loop import Trial, resolve_device
 
 

@@ -9,7 +9,7 @@ import torch
 from orchestrator.cli import main
 from trainable.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainable.config import preset
-from trainable.loop import Trial, TrainingDiverged, train
+from trainable.loop import TrainingDiverged, Trial, train
 from trainable.methods import TrainingMethod
 
 TINY = dict(train_images=120, eval_images=60, batch_size=20, eval_pgd_steps=2, probe_epochs=2)

@@ -1,4 +1,4 @@
-"""Loss values against independent computations (METHOD_SPEC.md 1.3, 3.3, section 7 invariants 1-4)."""
+"""Loss values against independent computations (docs/METHOD.md 1.3, 3.3, section 7 invariants 1-4)."""
 
 import math
 

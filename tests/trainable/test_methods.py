@@ -1,4 +1,4 @@
-"""Training-step invariants (METHOD_SPEC.md section 7: 4-7, 9, 11)."""
+"""Training-step invariants (docs/METHOD.md section 7: 4-7, 9, 11)."""
 
 import copy
 

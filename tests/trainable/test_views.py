@@ -1,4 +1,4 @@
-"""Tests of trainable.views: batched multi-crop views (METHOD_SPEC.md 1.1, 3.3). Tiny, seeded, CPU."""
+"""Tests of trainable.views: batched multi-crop views (docs/METHOD.md 1.1, 3.3). Tiny, seeded, CPU."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from trainable.views import (
     adjust_hue,
     adjust_saturation,
     apply_color_jitter,
-    gaussian_blur,
     apply_view_params,
+    gaussian_blur,
     make_views,
     recipe_for,
     resized_crop,
