@@ -1,4 +1,4 @@
-"""L-infinity attacks: PGD on any loss, and the persistent free-AT perturbation (METHOD_SPEC.md 2, 3, 4).
+"""L-infinity attacks: PGD on any loss, and the persistent free-AT perturbation (docs/METHOD.md 2, 3, 4).
 
 Pixels are in [0, 1]; every perturbation is kept inside the epsilon ball and the [0, 1] box.
 """
@@ -42,9 +42,9 @@ def pgd_linf(
     """Maximise ``loss_fn(x + delta)`` over ||delta||_inf <= eps, x + delta in [0, 1]; return delta.
 
     ``loss_fn`` maps perturbed inputs (same shape as ``x``) to a scalar: the label-free SSL loss in
-    pre-training, cross-entropy in evaluation. Zero start (the spec's) or uniform random start.
+    pre-training, cross-entropy in evaluation. Zero start (the method's) or uniform random start.
     Each step: ``delta <- project(delta + alpha * sign(grad))``. Gradients are taken w.r.t. delta
-    only, unless ``accumulate_param_grads`` (the reference's PGD quirk, spec 2): then each step's
+    only, unless ``accumulate_param_grads`` (the reference's PGD quirk, METHOD.md 2): then each step's
     backward also adds into the parameters' ``.grad``. Returns a detached delta shaped like ``x``.
     """
     if random_start:
@@ -60,13 +60,14 @@ def pgd_linf(
             grad = delta.grad
         else:
             (grad,) = torch.autograd.grad(loss, delta)
+        assert grad is not None  # the loss depends on delta
         delta.grad = None
         delta = _signed_step_(grad, delta.detach(), x, alpha, epsilon)
     return delta.detach()
 
 
 class FreePerturbation:
-    """The free-AT perturbation: one delta buffer carried across replays, minibatches and epochs (spec 3.2).
+    """The free-AT perturbation: one delta buffer carried across replays, minibatches and epochs (METHOD.md 3.2).
 
     ``delta`` has the shape of the perturbed batch, e.g. (C*B, 3, 32, 32) for EMP (one slice per
     crop slot). It is created as zeros on first use and never reset afterwards.

@@ -1,11 +1,13 @@
-"""Frozen-encoder evaluation: linear probe, clean and PGD robust accuracy, n-crop aggregation (spec 4).
+"""Frozen-encoder evaluation: linear probe, clean and PGD robust accuracy, n-crop aggregation (METHOD.md 4).
 
 The encoder is in eval mode and never updated; the probe is ``nn.Linear(feature_dim, K)`` on the
-pre-feature of full images (spec 4.2). Robust accuracy is end-to-end PGD (zero start, sign steps,
+pre-feature of full images (METHOD.md 4.2). Robust accuracy is end-to-end PGD (zero start, sign steps,
 cross-entropy) through encoder and head.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +73,11 @@ def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     return correct / max(1, len(images))
 
 
+def cross_entropy_of(classifier: nn.Module, labels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The loss an evaluation attack maximises: cross-entropy of `classifier` on perturbed inputs vs `labels`."""
+    return lambda x_adv: F.cross_entropy(classifier(x_adv), labels)
+
+
 def robust_accuracy(
     classifier: nn.Module,
     images: torch.Tensor,
@@ -84,7 +91,7 @@ def robust_accuracy(
     correct = 0
     for i in range(0, len(images), batch_size):
         x, y = images[i : i + batch_size], labels[i : i + batch_size]
-        delta = pgd_linf(lambda xa: F.cross_entropy(classifier(xa), y), x, epsilon, alpha, steps)
+        delta = pgd_linf(cross_entropy_of(classifier, y), x, epsilon, alpha, steps)
         with torch.no_grad():
             correct += (classifier(x + delta).argmax(1) == y).sum().item()
     return correct / max(1, len(images))
@@ -113,7 +120,7 @@ def autoattack_accuracy(classifier: nn.Module, images: torch.Tensor, labels: tor
 @torch.no_grad()
 def ncrop_features(model: Encoder, images: torch.Tensor, n: int, recipe, generator: torch.Generator,
                    batch_size: int = 128) -> torch.Tensor:
-    """Mean pre-feature over ``n`` augmented views per image (spec 4.1): (N, 3, H, W) -> (N, feature_dim)."""
+    """Mean pre-feature over ``n`` augmented views per image (METHOD.md 4.1): (N, 3, H, W) -> (N, feature_dim)."""
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):

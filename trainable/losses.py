@@ -1,4 +1,4 @@
-"""The self-supervised losses as pure functions on embeddings (METHOD_SPEC.md sections 1.3, 3.3).
+"""The self-supervised losses as pure functions on embeddings (docs/METHOD.md sections 1.3, 3.3).
 
 Embeddings of C crops of B images are crop-major: rows ``[c*B, (c+1)*B)`` of a ``(C*B, d)`` tensor
 hold crop c of images 0..B-1.
@@ -16,7 +16,7 @@ def _coding_rate_scale(batch: int, dim: int, eps: float) -> float:
 
 
 def total_coding_rate(z: torch.Tensor, eps: float = 0.2) -> torch.Tensor:
-    """R(Z) = 1/2 logdet(I_d + d/(B*eps) Z^T Z) for one chunk ``z`` of shape (B, d) (spec 1.3).
+    """R(Z) = 1/2 logdet(I_d + d/(B*eps) Z^T Z) for one chunk ``z`` of shape (B, d) (METHOD.md 1.3).
 
     Computed in the B x B form ``1/2 logdet(I_B + a Z Z^T)`` when B < d (Sylvester's identity: equal
     value and gradient, cheaper). Also accepts a stack of chunks (C, B, d) and returns (C,).
@@ -46,7 +46,7 @@ def _chunks(z: torch.Tensor, num_crops: int) -> torch.Tensor:
 
 
 def invariance_loss(z: torch.Tensor, num_crops: int) -> torch.Tensor:
-    """-(mean over crops and images of cos(z_{c,b}, mean_c z_{c,b})), a value in [-1, 1] (spec 1.3).
+    """-(mean over crops and images of cos(z_{c,b}, mean_c z_{c,b})), a value in [-1, 1] (METHOD.md 1.3).
 
     ``z``: (C*B, d) crop-major. The per-image mean is not re-normalised and gradients flow through it.
     """
@@ -68,7 +68,7 @@ def emp_loss(
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
-    """NT-Xent (SupCon with no labels, contrast_mode 'all', spec 3.3) for two views (B, d) each.
+    """NT-Xent (SupCon with no labels, contrast_mode 'all', METHOD.md 3.3) for two views (B, d) each.
 
     Each of the 2B embeddings is classified against the other 2B-1 by cosine similarity / temperature;
     its positive is the other view of the same image. Returns the mean cross-entropy (>= 0).

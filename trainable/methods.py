@@ -1,6 +1,6 @@
 """One training step per method: objective (emp | simclr) x adversary (none | pgd | free) x views.
 
-METHOD_SPEC.md sections 1-3. CF-AMC-SSL = emp + free + crop; robust EMP-SSL = emp + pgd(5) + crop.
+docs/METHOD.md sections 1-3. CF-AMC-SSL = emp + free + crop; robust EMP-SSL = emp + pgd(5) + crop.
 Every step takes a minibatch of full images (B, 3, H, W) in [0, 1], makes the views on the
 training device (crop-major (C*B, 3, 32, 32)) and updates the model.
 
@@ -14,6 +14,7 @@ the forward's activations, the input gradient and the persistent delta (updated 
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ from .views import make_views, recipe_for
 
 
 def equal_budget_epochs(epochs: int, replay_steps: int) -> int:
-    """Epochs of a free-AT run with the cost of ``epochs`` clean epochs: round(E / m), at least 1 (spec 3.2)."""
+    """Epochs of a free-AT run with the cost of ``epochs`` clean epochs: round(E / m), at least 1 (METHOD.md 3.2)."""
     return max(1, round(epochs / replay_steps))
 
 
@@ -91,7 +92,7 @@ class TrainingMethod:
         if self.plan.channels_last:
             model.to(memory_format=torch.channels_last)  # in place: the optimiser's parameters stay the same
         # The training forward; the uncompiled `model` keeps the state dict (checkpoints) and evaluation.
-        self.forward = torch.compile(model) if self.plan.compile else model
+        self.forward = cast(nn.Module, torch.compile(model)) if self.plan.compile else model
 
     def ssl_loss(self, views: torch.Tensor) -> torch.Tensor:
         return ssl_loss(self.forward, views, self.config, self.amp_dtype)
@@ -122,7 +123,7 @@ class TrainingMethod:
         return loss.detach()
 
     def _attacked_part(self, views: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(clean part, attacked part): EMP attacks every crop (no clean part); SimCLR view 2 only (spec 3.3)."""
+        """(clean part, attacked part): EMP attacks every crop (no clean part); SimCLR view 2 only (METHOD.md 3.3)."""
         if self.objective == "emp":
             return None, views
         half = views.shape[0] // 2
@@ -134,7 +135,7 @@ class TrainingMethod:
         return attacked if clean is None else torch.cat([clean, attacked])
 
     def _pgd_step(self, views: torch.Tensor) -> torch.Tensor:
-        """K-step PGD on the SSL loss from zero, then one update on the adversarial views (spec 2)."""
+        """K-step PGD on the SSL loss from zero, then one update on the adversarial views (METHOD.md 2)."""
         c = self.config
         clean, attacked = self._attacked_part(views)
         if self.objective == "emp":
@@ -154,7 +155,7 @@ class TrainingMethod:
         return self._update(self._join(clean, x_adv), zero_grad=not c.accumulate_attack_grads)
 
     def _free_step(self, views: torch.Tensor) -> torch.Tensor:
-        """m replays; each is one forward/backward giving parameter and delta gradients (spec 3.2)."""
+        """m replays; each is one forward/backward giving parameter and delta gradients (METHOD.md 3.2)."""
         assert self.perturbation is not None
         clean, attacked = self._attacked_part(views)
         total = torch.zeros((), device=views.device)

@@ -1,4 +1,4 @@
-"""Encoder: ResNet-18 with the CIFAR stem, pre-feature layer and projector (METHOD_SPEC.md 1.2).
+"""Encoder: ResNet-18 with the CIFAR stem, pre-feature layer and projector (docs/METHOD.md 1.2).
 
 The paper's sizes are width 64, [2, 2, 2, 2] blocks, 4096-d pre-feature and hidden layer, z of 1024
 (SimCLR: 128). Tests use the same topology narrower (``width``, ``blocks_per_stage``, dims).

@@ -1,4 +1,4 @@
-"""SGD (Nesterov) inside a LARS wrapper, and the cosine schedule (METHOD_SPEC.md 1.4, 3.2)."""
+"""SGD (Nesterov) inside a LARS wrapper, and the cosine schedule (docs/METHOD.md 1.4, 3.2)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 
 class LARSWrapper:
-    """Layer-wise adaptive rate scaling around an inner optimiser (spec 1.4).
+    """Layer-wise adaptive rate scaling around an inner optimiser (METHOD.md 1.4).
 
     Per step, for every parameter with ndim != 1 whose weight and gradient norms are non-zero:
     ``scale = eta*|p| / (|g| + wd*|p| + eps)``, clipped to ``min(scale / lr, 1)``, and the gradient
@@ -62,7 +62,7 @@ class LARSWrapper:
 
 
 def build_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float, eta: float) -> LARSWrapper:
-    """SGD(lr, momentum, Nesterov, weight_decay) in LARS(eta, clip) over all parameters (spec 1.4)."""
+    """SGD(lr, momentum, Nesterov, weight_decay) in LARS(eta, clip) over all parameters (METHOD.md 1.4)."""
     sgd = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
     return LARSWrapper(sgd, eta=eta, clip=True)
 
@@ -71,7 +71,7 @@ def schedule_length(steps_per_epoch: int, epochs: int, replay_steps: int, free: 
     """T_max of the cosine schedule, in scheduler steps (one per optimiser step).
 
     Free AT takes m optimiser steps per minibatch, so T_max = steps_per_epoch * epochs * m. The
-    reference omits the factor m (cyclic LR, spec 3.2); ``faithful_schedule=True`` reproduces that.
+    reference omits the factor m (cyclic LR, METHOD.md 3.2); ``faithful_schedule=True`` reproduces that.
     """
     length = steps_per_epoch * epochs
     if free and not faithful_schedule:

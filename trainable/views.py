@@ -1,9 +1,9 @@
-"""Multi-crop views made in batch on the training device (METHOD_SPEC.md sections 1.1 and 3.3).
+"""Multi-crop views made in batch on the training device (docs/METHOD.md sections 1.1 and 3.3).
 
 The reference builds C PIL pipelines per image in data-loader workers. Here a batch of images that
 is already on the device, ``(B, 3, H, W)`` float in [0, 1], becomes all ``C`` views per image with
 batched tensor ops. Every view draws its own random parameters (`sample_view_params`), then the
-deterministic pipeline (`apply_view_params`) runs the steps of spec 1.1 in order:
+deterministic pipeline (`apply_view_params`) runs the steps of METHOD.md 1.1 in order:
 
 1. random resized crop (torchvision's ``RandomResizedCrop`` sampling: area fraction uniform in
    ``scale``, log-uniform aspect ratio, 10 attempts, then the central fallback), bilinear resize to
@@ -71,7 +71,7 @@ _CPU_CHUNK_PIXELS = 256 * 32 * 32  # views per CPU chunk x out_size^2: ~3 MB per
 
 @dataclass(frozen=True)
 class ViewRecipe:
-    """The augmentation parameters of one view family (spec 1.1 table, 3.3). Probabilities in [0, 1]."""
+    """The augmentation parameters of one view family (METHOD.md 1.1 table, 3.3). Probabilities in [0, 1]."""
 
     scale: tuple[float, float]
     ratio: tuple[float, float]
@@ -107,7 +107,7 @@ class ViewRecipe:
 def recipe_for(objective: str, views: str) -> ViewRecipe:
     """The recipe of an objective (``emp`` | ``simclr``) and view family (``crop`` | ``patch``).
 
-    emp (spec 1.1): jitter hue 0.2, blur p 0.1, solarize p 0.1. simclr (spec 3.3): hue 0.1, no blur,
+    emp (METHOD.md 1.1): jitter hue 0.2, blur p 0.1, solarize p 0.1. simclr (METHOD.md 3.3): hue 0.1, no blur,
     no solarize. crop: scale (0.08, 1), ratio (3/4, 4/3). patch: scale 0.25, ratio 1 (a fixed
     quarter-area square, 16x16 of a 32x32 image).
     """
@@ -436,7 +436,7 @@ def apply_view_params(sources: torch.Tensor, params: ViewParams, recipe: ViewRec
 
 def make_views(images: torch.Tensor, num_crops: int, recipe: ViewRecipe, generator: torch.Generator,
                out_size: int = 32) -> torch.Tensor:
-    """All ``num_crops`` augmented views of every image, crop-major (spec 1.1).
+    """All ``num_crops`` augmented views of every image, crop-major (METHOD.md 1.1).
 
     images: float (B, 3, H, W) in [0, 1] on any device; ``generator`` on the same device.
     Returns float (num_crops * B, 3, out_size, out_size) in [0, 1]; rows [c*B, (c+1)*B) are crop c
