@@ -316,7 +316,11 @@ class TrialConfig:
         memory_format = self.memory_format
         if memory_format == "auto":
             memory_format = "channels_last" if gpu else "contiguous"
-        return ExecutionPlan(device_type, precision, memory_format == "channels_last", self.compile)
+        if self.attack_precision == "bf16" and not bf16_supported:
+            raise ConfigError(f"attack_precision: bf16 is not supported on this {device_type} device; "
+                              f"use attack_precision=fp32")
+        return ExecutionPlan(device_type, precision, memory_format == "channels_last", self.compile,
+                             self.attack_precision)
 
     # ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -353,16 +357,20 @@ class ExecutionPlan:
     """The resolved execution settings of a trial on one device (`TrialConfig.execution_plan`).
 
     precision ``bf16`` autocasts the encoder's forward (convolutions, linear layers) during
-    pre-training only; the embeddings are cast back to float32 before the L2 normalisation, so the
-    losses (the TCR log-determinant, cosines, NT-Xent), the attacks' perturbation math (delta,
-    sign steps, projections), the optimiser and the evaluation (probe, PGD robust accuracy) are
-    always float32.
+    pre-training only, and only in the passes whose input gradient moves no perturbation (clean
+    updates, the update after a PGD attack); the embeddings are cast back to float32 before the L2
+    normalisation, so the losses (the TCR log-determinant, cosines, NT-Xent), the attacks'
+    perturbation math (delta, sign steps, projections), the optimiser and the evaluation (probe, PGD
+    robust accuracy) are always float32. ``attack_precision`` is the arithmetic of the passes whose
+    input gradient moves a perturbation (every free-AT replay, every PGD step): fp32 unless bf16 is
+    asked for explicitly (a bf16 backward flips about a tenth of the input-gradient signs).
     """
 
     device: str  # cpu | cuda
     precision: str  # fp32 | bf16
     channels_last: bool
     compile: bool
+    attack_precision: str = "fp32"  # fp32 | bf16
 
 
 def default_epochs(objective: str, adversary: str, replay_steps: int, budget_epochs: int = 0) -> int:
