@@ -262,7 +262,7 @@ class TrialConfig:
             self.epochs = derived
             self._derived.add("epochs")
             return
-        value = self.epochs
+        value: Any = self.epochs
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 self.epochs = value = int(value)

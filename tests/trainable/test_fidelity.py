@@ -116,8 +116,8 @@ def test_free_at_trains_e_over_m_epochs_with_m_updates_per_minibatch_and_the_pro
         for name, obj in (("optimizer", trial.method.optimizer), ("scheduler", trial.method.scheduler)):
             real = obj.step
 
-            def counted(*a, _real=real, _name=name, **k):
-                steps[_name] += 1
+            def counted(*a, _real=real, _name=name, _steps=steps, **k):
+                _steps[_name] += 1
                 return _real(*a, **k)
 
             obj.step = counted  # type: ignore[method-assign]
@@ -153,7 +153,7 @@ def test_pgd_update_against_an_independent_computation(fidelity, monkeypatch):
     params = list(before.parameters())
     delta = torch.zeros_like(x)
     per_pass = []
-    for k in range(k_steps + 1):
+    for _ in range(k_steps + 1):
         d = delta.clone().requires_grad_(True)
         grads = torch.autograd.grad(ssl_loss(before, x + d, c), [*params, d])
         per_pass.append(grads[:-1])
