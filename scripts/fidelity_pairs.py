@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_spec(SPEC, overrides=parse_overrides(args.overrides))
     args.out.mkdir(parents=True, exist_ok=True)
     jobs, files = [], {}
-    for _, config in trial_configs(spec.space):
+    configs = sorted((config for _, config in trial_configs(spec.space)), key=lambda c: (c.seed, c.fidelity))
+    for config in configs:  # pairs first: seed 0 under both profiles, then seed 1, ...
         config = config.replace(threads=1)
         path = args.out / f"{config.fidelity}-seed{config.seed}.json"
         files[(config.fidelity, config.seed)] = path

@@ -36,7 +36,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 ATTACK_PRECISIONS = ("fp32", "bf16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 
-# Metric names reported by `trainable.loop.train` (the contract with orchestrator and analysis).
 # Fidelity profiles (docs/METHOD.md section 6): the reference-code quirks each one switches on.
 FIDELITIES = ("corrected", "reference")
 QUIRKS: dict[str, dict[str, bool]] = {
@@ -47,6 +46,7 @@ QUIRKS: dict[str, dict[str, bool]] = {
 # a free-AT row trains round(E / m) of them (section 3.2). Used when `epochs` is not given.
 PAPER_EPOCHS = {"emp": 30, "simclr": 500}
 
+# Metric names reported by `trainable.loop.train` (the contract with orchestrator and analysis).
 BASE_METRICS = ("clean_acc", "robust_acc", "train_loss", "epoch", "train_seconds", "samples_per_second")
 
 
