@@ -68,7 +68,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"epoch {int(metrics['epoch'])}/{config.epochs}: {shown}", file=sys.stderr)
 
     objective, adversary, views = config.resolved
-    print(f"trial: method={config.method} ({objective}+{adversary}+{views}) dataset={config.dataset} "
+    print(f"trial: method={config.method} ({objective}+{adversary}+{views}) profile={config.profile} "
+          f"dataset={config.dataset} "
           f"epochs={config.epochs} crops={config.num_crops} epsilon={config.epsilon:.4f}", file=sys.stderr)
     metrics = train(config, reporter=report, resume_from=resume_from, progress=not args.no_progress)
     width = max(len(k) for k in metrics)
@@ -193,7 +194,7 @@ def _options(args: argparse.Namespace) -> "SweepOptions":
 def cmd_validate(args: argparse.Namespace) -> int:
     from trainable.config import parse_overrides
 
-    from .spec import load_spec
+    from .spec import load_spec, training_rows
 
     spec = load_spec(args.spec, args.preset, parse_overrides(args.overrides))
     objectives = ", ".join(f"{o.metric} ({o.mode})" for o in spec.objectives)
@@ -203,6 +204,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"{', ASHA on ' + spec.scheduler.metric if spec.scheduler else ''}")
     print(f"  objectives: {objectives}")
     print("\n".join(params))
+    print("  trains:")
+    print("\n".join(f"    {line}" for line in training_rows(spec)))
     return EXIT_OK
 
 

@@ -39,7 +39,7 @@ import ray
 from ray import tune
 
 from .checkpoint import CheckpointError
-from .config import ConfigError, TrialConfig, preset
+from .config import ConfigError, TrialConfig, merge_settings, preset
 from .data import DatasetError
 from .loop import TrainingDiverged, train
 
@@ -75,8 +75,7 @@ def build_config(config: Mapping[str, Any], settings: TrialSettings) -> TrialCon
         for part in ("objective", "adversary", "views"):
             if part not in sampled and part not in settings.base:
                 values[part] = None
-    values.update(sampled)
-    return preset(settings.preset, **values)
+    return preset(settings.preset, **merge_settings(values, sampled))
 
 
 def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
