@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -38,6 +40,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="write a checkpoint here after every epoch (resumable with --resume)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--audit", action="store_true",
+                   help="after training, run the masking audit on the final encoder (epsilon ladder, the "
+                   "autoattack_suite attack and Square against PGD; --set autoattack_suite=cheap on a CPU)")
     p.set_defaults(func=cmd_train)
 
 
@@ -61,9 +66,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not resume_from.is_file():
             raise UserError(f"--resume: no checkpoint at {resume_from}")
 
+    audit_dir = None
+    if args.audit:
+        from trainable.robustness import require_autoattack
+
+        require_autoattack()
+        audit_dir = args.checkpoint_dir or Path(tempfile.mkdtemp(prefix="audit-"))
+
     def report(metrics: dict[str, float], write_checkpoint) -> None:
         if args.checkpoint_dir is not None:
             write_checkpoint(args.checkpoint_dir)
+        elif audit_dir is not None and int(metrics["epoch"]) >= config.epochs:
+            write_checkpoint(audit_dir)
         shown = {k: round(v, 4) for k, v in metrics.items() if k in ("epoch", "train_loss", "clean_acc", "robust_acc")}
         print(f"epoch {int(metrics['epoch'])}/{config.epochs}: {shown}", file=sys.stderr)
 
@@ -71,6 +85,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"trial: method={config.method} ({objective}+{adversary}+{views}) dataset={config.dataset} "
           f"epochs={config.epochs} crops={config.num_crops} epsilon={config.epsilon:.4f}", file=sys.stderr)
     metrics = train(config, reporter=report, resume_from=resume_from, progress=not args.no_progress)
+    if audit_dir is not None:
+        from trainable.audit import audit_trial, load_trial
+
+        print("masking audit of the final encoder ...", file=sys.stderr)
+        result = audit_trial(load_trial(audit_dir / CHECKPOINT_FILE))
+        for line in result.lines():
+            print(line)
+        metrics.update(result.metrics())
+        if args.checkpoint_dir is None:
+            shutil.rmtree(audit_dir, ignore_errors=True)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}")

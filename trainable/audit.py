@@ -18,11 +18,16 @@ one that fails, with its numbers, as "gradient masking suspected" or "weak evalu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .robustness import autoattack_flags, correct_flags, pgd_flags, standard_error
+
+if TYPE_CHECKING:
+    from .loop import Trial
 
 LADDER = tuple(k / 255 for k in (0, 2, 4, 8, 16, 32, 64))
 MASKING = "gradient masking suspected"
@@ -137,3 +142,46 @@ def audit(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, num
                              f"Square {accs['square']:.3f} vs white-box PGD {whitebox:.3f}: gap {gap:.3f} "
                              f"(allowed {tol:.3f})"))
     return AuditResult(n, chance, margin, acc_ladder, accs, checks)
+
+
+def load_trial(checkpoint: Path | str) -> "Trial":
+    """The trial saved in ``checkpoint`` (a file or a directory holding checkpoint.pt), model restored."""
+    from .checkpoint import load_checkpoint
+    from .config import TrialConfig
+    from .loop import Trial
+    from .reporting import CHECKPOINT_FILE
+
+    path = Path(checkpoint)
+    file = path / CHECKPOINT_FILE if path.is_dir() else path
+    state = load_checkpoint(file)
+    trial = Trial(TrialConfig.from_dict(state["config"]))
+    trial.load_state_dict(state)
+    return trial
+
+
+def audit_trial(trial: "Trial", suite: str | None = None, square_queries: int | None = None,
+                margin: float = 0.02) -> AuditResult:
+    """Audit a trial's encoder with the probe its evaluation fits (same seed, so PGD here is its robust_acc).
+
+    ``suite`` / ``square_queries`` default to the trial's ``autoattack_suite`` / ``square_queries``.
+    """
+    from .evaluate import eval_seed, fit_classifier
+
+    config = trial.config
+    probe_x, probe_y, test_x, test_y = trial._eval_tensors()
+    model = trial.model
+    was_training = model.training
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        seed = eval_seed(config.seed)
+        clf = fit_classifier(model, config, probe_x, probe_y, trial.train_set.num_classes,
+                             torch.Generator().manual_seed(seed))
+        return audit(clf, test_x, test_y, trial.train_set.num_classes, epsilon=config.eval_epsilon,
+                     alpha=config.eval_alpha, steps=config.eval_pgd_steps, restarts=config.eval_restarts,
+                     suite=suite or config.autoattack_suite, square_queries=square_queries or config.square_queries,
+                     margin=margin, seed=seed)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.train(was_training)

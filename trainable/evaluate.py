@@ -123,6 +123,17 @@ def ncrop_features(model: Encoder, images: torch.Tensor, n: int, recipe, generat
     return torch.cat(out)
 
 
+def fit_classifier(model: Encoder, config: TrialConfig, train_images: torch.Tensor, train_labels: torch.Tensor,
+                   num_classes: int, generator: torch.Generator) -> Classifier:
+    """The frozen encoder with its linear probe fitted on ``train_*`` (draws from ``generator``), eval mode."""
+    model.eval()
+    feats = extract_features(model, train_images)
+    head = train_probe(feats, train_labels, num_classes, config.probe_epochs, config.probe_lr,
+                       config.probe_batch_size, generator)
+    head.requires_grad_(False)
+    return Classifier(model, head).eval()
+
+
 def strong_attack_metrics(clf: nn.Module, config: TrialConfig, images: torch.Tensor, labels: torch.Tensor,
                           num_classes: int, seed: int) -> dict[str, float]:
     """The optional attacks at ``eval_epsilon``: pgd_restarts_acc, autoattack_acc, square_acc (as configured)."""
@@ -164,11 +175,7 @@ def evaluate(
         p.requires_grad_(False)
     try:
         gen = torch.Generator().manual_seed(seed)
-        feats = extract_features(model, train_images)
-        head = train_probe(feats, train_labels, num_classes, config.probe_epochs, config.probe_lr,
-                           config.probe_batch_size, gen)
-        head.requires_grad_(False)
-        clf = Classifier(model, head).eval()
+        clf = fit_classifier(model, config, train_images, train_labels, num_classes, gen)
         metrics: dict[str, float] = {"clean_acc": accuracy(clf, test_images, test_labels)}
         robust: dict[float, float] = {}
         for eps in dict.fromkeys((*config.eval_epsilons, config.eval_epsilon)):

@@ -3,6 +3,8 @@ the trial's seed only (never on `epochs` or the epoch evaluated)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import trainable.loop as loop
@@ -37,3 +39,22 @@ def test_evaluation_seed_is_independent_of_epochs(monkeypatch) -> None:
         trial.evaluate()
     assert seen == [eval_seed(0)] * 3
     assert eval_seed(0) != 0 and eval_seed(1) != eval_seed(0)
+
+
+def test_train_audit_reuses_the_trials_probe_and_reports_every_check(capsys) -> None:
+    pytest.importorskip("pyautoattack")
+    from orchestrator.cli import main
+
+    sets = ["epochs=0", "train_images=40", "eval_images=24", "probe_epochs=2", "eval_pgd_steps=3",
+            "autoattack_suite=apgd-ce", "square_queries=20", "threads=1"]
+    argv = ["train", "--preset", "tiny", "--audit", "--json", "--no-progress"]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "masking audit on 24 images" in out
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics["audit_pgd_acc"] == metrics["robust_acc"]  # the audit rebuilt the evaluation's probe
+    assert metrics["audit_clean_acc"] == metrics["clean_acc"]
+    for check in ("ladder", "chance", "strong_vs_pgd", "gradient_free_vs_whitebox"):
+        assert metrics[f"audit_{check}"] in (0.0, 1.0)
