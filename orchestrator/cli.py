@@ -119,6 +119,9 @@ def _add_where_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=int, default=None, metavar="N",
                    help="CPUs of the local Ray instance (default: all of this machine's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress table (the summary is still printed)")
+    p.add_argument("--verify", default="cheap", metavar="SUITE",
+                   help="at the end, re-verify the Pareto front with this AutoAttack suite + Square + the masking "
+                   "audit: cheap (APGD-CE + APGD-T, default), standard, apgd-ce, apgd-ce+square, or none")
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
@@ -192,6 +195,13 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    "(default: the spec's objectives)")
     p.add_argument("--format", default="md", choices=("md", "html"), help="report format (default: md)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the report on the MLflow parent run")
+    p.add_argument("--verify", action="store_true",
+                   help="first re-evaluate every Pareto trial from its final checkpoint with the strong attack and "
+                   "the masking audit (writes verified.parquet); the report then shows both fronts")
+    p.add_argument("--verify-suite", default="standard", metavar="SUITE",
+                   help="AutoAttack suite of --verify: standard (default), cheap, apgd-ce, apgd-ce+square")
+    p.add_argument("--square-queries", type=int, default=None, metavar="N",
+                   help="Square's query budget in --verify (default: the trials' square_queries, 5000)")
     p.set_defaults(func=cmd_report)
 
 
@@ -199,6 +209,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the report; print its summary (and the paper comparison of a ``paper_table`` sweep)."""
     from analysis.report import write_report
 
+    if args.verify:
+        from .verify import verify_front
+
+        print(f"verifying the Pareto front ({args.verify_suite} AutoAttack + Square + masking audit) ...",
+              file=sys.stderr)
+        verify_front(args.sweep_dir, args.verify_suite, args.square_queries, args.objectives or None)
     path = write_report(args.sweep_dir, args.objectives or None, args.format, log_to_mlflow=not args.no_mlflow)
     summary = path.parent / "summary.txt"
     print(summary.read_text() if summary.is_file() else "", end="")
@@ -211,7 +227,8 @@ def _options(args: argparse.Namespace) -> "SweepOptions":
 
     return SweepOptions(out=getattr(args, "out", None), address=args.address,
                         storage=getattr(args, "storage", None), tracking_uri=getattr(args, "tracking_uri", None),
-                        num_cpus=args.num_cpus, verbose=0 if args.quiet else 1)
+                        num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
+                        verify=None if args.verify == "none" else args.verify)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

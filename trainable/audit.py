@@ -55,7 +55,7 @@ class AuditResult:
     chance: float
     margin: float
     ladder: dict[float, float]
-    accuracies: dict[str, float]  # at the audit epsilon: clean, pgd, [pgd_restarts], strong, square
+    accuracies: dict[str, float]  # at the audit epsilon: clean, pgd, [pgd_restarts], strong, square, worst
     checks: list[AuditCheck] = field(default_factory=list)
 
     @property
@@ -108,17 +108,22 @@ def audit(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, num
             continue
         step = max(alpha, 2.5 * eps / max(1, steps))
         acc_ladder[eps] = pgd_flags(classifier, images, labels, eps, step, steps, seed=seed).float().mean().item()
-    pgd = pgd_flags(classifier, images, labels, epsilon, alpha, steps).float().mean().item()
+    pgd_set = pgd_flags(classifier, images, labels, epsilon, alpha, steps)
+    pgd = pgd_set.float().mean().item()
     accs: dict[str, float] = {"clean": clean, "pgd": pgd}
     whitebox = pgd
+    worst = pgd_set.clone()
     if restarts:
-        accs["pgd_restarts"] = pgd_flags(classifier, images, labels, epsilon, alpha, steps, restarts,
-                                         seed).float().mean().item()
+        restart_set = pgd_flags(classifier, images, labels, epsilon, alpha, steps, restarts, seed)
+        accs["pgd_restarts"] = restart_set.float().mean().item()
         whitebox = min(whitebox, accs["pgd_restarts"])
-    accs["strong"] = autoattack_flags(classifier, images, labels, epsilon, suite, seed, num_classes,
-                                      square_queries).float().mean().item()
-    accs["square"] = autoattack_flags(classifier, images, labels, epsilon, "square", seed, num_classes,
-                                      square_queries).float().mean().item()
+        worst &= restart_set
+    strong_set = autoattack_flags(classifier, images, labels, epsilon, suite, seed, num_classes, square_queries)
+    accs["strong"] = strong_set.float().mean().item()
+    square_set = autoattack_flags(classifier, images, labels, epsilon, "square", seed, num_classes, square_queries)
+    accs["square"] = square_set.float().mean().item()
+    worst &= strong_set & square_set
+    accs["worst"] = worst.float().mean().item()  # robust only if every attack above fails
     chance = 1.0 / num_classes
     checks = []
     rises = [(a, b) for a, b in zip(ladder, ladder[1:])
