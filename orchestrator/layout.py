@@ -90,6 +90,9 @@ HISTORY_FILE = "history.parquet"  # one row per trial and epoch
 MLFLOW_DB = "mlflow.db"  # MLflow's store (unless --tracking-uri)
 ARTIFACTS_DIR = "mlartifacts"  # MLflow's artifacts of that store
 REPORT_DIR = "report"  # `orchestrator report`
+VERIFIED_FILE = "verified.parquet"  # the front's trials re-evaluated with the strong attack + audit
+# Objectives whose values verification replaces by the worst case over PGD and the strong attack.
+VERIFIED_METRICS = ("robust_acc", "autoattack_acc", "pgd_restarts_acc")
 
 
 @dataclass

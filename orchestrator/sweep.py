@@ -38,6 +38,7 @@ from .layout import (
     TRIALS_FILE,
     SweepError,
     SweepState,
+    first_line,
     format_objectives,
     relative_path,
     relative_url,
@@ -70,6 +71,8 @@ class SweepOptions:
     tracking_uri: str | None = None  # default sqlite in the sweep dir
     num_cpus: int | None = None  # CPUs of the local Ray instance (default: all)
     verbose: int = 1  # Ray Tune's progress output: 0 silent, 1 status table, 2 every result
+    verify: str | None = "cheap"  # AutoAttack suite re-verifying the front at the end; None: do not verify
+    verify_square_queries: int = 1000  # Square's queries in that verification (CPU minutes, not hours)
 
 
 def trial_settings(spec: SweepSpec) -> TrialSettings:
@@ -139,7 +142,7 @@ def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], optio
         state.sweeps.append(_run_entry("sweep", options))
         state.save(sweep_dir)
         tuner = _new_tuner(spec, state, sweep_dir, trainable, settings, options)
-        return _fit_and_finish(tuner, spec, state, tracker, sweep_dir)
+        return _fit_and_finish(tuner, spec, state, tracker, sweep_dir, options)
     finally:
         disconnect_ray()
 
@@ -169,7 +172,7 @@ def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = Tr
         state.save(sweep_dir)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                    resume_errored=retry_failed)
-        return _fit_and_finish(tuner, spec, state, tracker, sweep_dir)
+        return _fit_and_finish(tuner, spec, state, tracker, sweep_dir, options)
     finally:
         disconnect_ray()
 
@@ -236,7 +239,21 @@ def _write_report(sweep_dir: Path) -> None:
         print(f"note: no report: {exc}", file=sys.stderr)
 
 
-def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tracker, sweep_dir: Path) -> int:
+def _verify(sweep_dir: Path, options: SweepOptions) -> None:
+    """Re-verify the front (`orchestrator.verify`) before the report; a sweep that cannot says why."""
+    if not options.verify:
+        return
+    from .verify import verify_front
+
+    print(f"verifying the Pareto front ({options.verify} AutoAttack + Square + masking audit) ...", file=sys.stderr)
+    try:
+        verify_front(sweep_dir, options.verify, options.verify_square_queries)
+    except Exception as exc:  # noqa: BLE001 - the sweep's results and report must survive a failed verification
+        print(f"note: front not verified: {first_line(exc)}", file=sys.stderr)
+
+
+def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tracker, sweep_dir: Path,
+                    options: SweepOptions) -> int:
     _quiet_tune_output()
     started = time.monotonic()
     try:
@@ -261,6 +278,8 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
             print(f"note: {orphans} Optuna trial(s) of trials lost with a killed driver were marked FAIL",
                   file=sys.stderr)
     tracker.reconcile_children(state.parent_run_id, res.statuses)
+    if not interrupted:
+        _verify(sweep_dir, options)
     _write_report(sweep_dir)
     tracker.finish_parent(state.parent_run_id, "KILLED" if interrupted else "FINISHED",
                           artifacts=[trials_path, history_path], counts=counts)

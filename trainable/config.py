@@ -46,6 +46,15 @@ QUIRKS: dict[str, dict[str, bool]] = {
 # a free-AT row trains round(E / m) of them (section 3.2). Used when `epochs` is not given.
 PAPER_EPOCHS = {"emp": 30, "simclr": 500}
 
+# AutoAttack suites (`autoattack_suite`): the published ensemble and cheaper subsets for CPU sweeps.
+AUTOATTACK_SUITES: dict[str, tuple[str, ...]] = {
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    "cheap": ("apgd-ce", "apgd-t"),
+    "apgd-ce+square": ("apgd-ce", "square"),
+    "apgd-ce": ("apgd-ce",),
+    "square": ("square",),
+}
+
 # Metric names reported by `trainable.loop.train` (the contract with orchestrator and analysis).
 BASE_METRICS = ("clean_acc", "robust_acc", "train_loss", "epoch", "train_seconds", "samples_per_second")
 
@@ -143,6 +152,11 @@ class TrialConfig:
     probe_batch_size: int = 256
     ncrop_eval: int = 0  # n-crop aggregation accuracy with n views (0 = off)
     autoattack: bool = False  # also report `autoattack_acc` at eval_epsilon (optional package pyautoattack)
+    autoattack_suite: str = "standard"  # standard | cheap (APGD-CE + APGD-T) | apgd-ce+square | apgd-ce | square
+    eval_restarts: int = 0  # > 0: also report `pgd_restarts_acc`, worst case over zero + this many random starts
+    eval_restart_steps: int = 0  # PGD steps per start of `pgd_restarts_acc`; 0 = eval_pgd_steps
+    square: bool = False  # also report `square_acc`: the gradient-free Square attack (pyautoattack)
+    square_queries: int = 5000  # Square's query budget (5000 in standard AutoAttack)
     # --- run -------------------------------------------------------------------------------------
     seed: int = 0
     device: str = "auto"
@@ -176,6 +190,10 @@ class TrialConfig:
             names.append("ncrop_acc")
         if self.autoattack:
             names.append("autoattack_acc")
+        if self.eval_restarts:
+            names.append("pgd_restarts_acc")
+        if self.square:
+            names.append("square_acc")
         return names
 
     def validate(self) -> None:
@@ -204,6 +222,8 @@ class TrialConfig:
         self._resolve_fidelity()
         if self.memory_format not in MEMORY_FORMATS:
             raise ConfigError(_choice_msg("memory_format", self.memory_format, list(MEMORY_FORMATS)))
+        if self.autoattack_suite not in AUTOATTACK_SUITES:
+            raise ConfigError(_choice_msg("autoattack_suite", self.autoattack_suite, list(AUTOATTACK_SUITES)))
         if not isinstance(self.compile, bool):
             raise ConfigError(f"compile: expected true or false, got {self.compile!r}")
         for key in ("epsilon", "eval_epsilon", "alpha", "eval_alpha"):
@@ -215,11 +235,14 @@ class TrialConfig:
         for e in self.eval_epsilons:
             if not 0.0 <= e <= 1.0 or math.isnan(e):
                 raise ConfigError(f"eval_epsilons: {e} is outside [0, 1]; pixels are in [0, 1]{_per_255_hint(e)}")
+        if self.eval_alpha == 0 and self.eval_pgd_steps > 0:
+            raise ConfigError("eval_alpha: 0 leaves the evaluation PGD where it starts; use e.g. 0.01 or 2/255")
         minimum = {
             "budget_epochs": 0, "batch_size": 2, "num_crops": 1, "replay_steps": 1, "pgd_steps": 1,
             "width": 1, "blocks_per_stage": 1, "feature_dim": 1, "hidden_dim": 1, "z_dim": 0,
             "eval_every": 0, "eval_pgd_steps": 0, "eval_images": 0, "probe_images": 0, "probe_epochs": 0,
             "probe_batch_size": 1, "ncrop_eval": 0, "train_images": 0, "threads": 0, "seed": 0,
+            "eval_restarts": 0, "eval_restart_steps": 0, "square_queries": 1,
         }
         for key, low in minimum.items():
             value = getattr(self, key)

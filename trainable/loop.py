@@ -21,11 +21,12 @@ from orchestrator.layout import RunFailed, first_line
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrialConfig
 from .data import ImageDataset, iterate_minibatches, load_dataset, num_minibatches
-from .evaluate import evaluate, require_autoattack
+from .evaluate import eval_seed, evaluate
 from .methods import TrainingMethod
 from .model import build_encoder
 from .optim import build_optimizer, build_scheduler, schedule_length
 from .reporting import CHECKPOINT_FILE, Reporter
+from .robustness import require_autoattack
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Trial:
     def __init__(self, config: TrialConfig) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        if config.autoattack:
+        if config.autoattack or config.square:
             require_autoattack()
         torch.manual_seed(config.seed)
         self.train_set = load_dataset(config.dataset, "train", config.data_dir, config.train_images, config.seed)
@@ -204,7 +205,7 @@ class Trial:
     def evaluate(self) -> dict[str, float]:
         probe_x, probe_y, test_x, test_y = self._eval_tensors()
         return evaluate(self.model, self.config, probe_x, probe_y, test_x, test_y,
-                        self.train_set.num_classes, seed=self.config.seed + 1000 * self.epoch)
+                        self.train_set.num_classes, seed=eval_seed(self.config.seed))
 
 
 @contextmanager
