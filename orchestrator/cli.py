@@ -133,6 +133,28 @@ def _add_resume(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_resume)
 
 
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check", help="check that a sweep's four records agree",
+        description="Read Ray Tune's experiment, the Optuna study, trials.parquet/history.parquet and the MLflow "
+        "runs of a sweep and list every trial whose status or final metrics disagree between them, and every "
+        "trial missing from one. Exit code 0 only when they all agree, 1 otherwise.")
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep directory")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .integrity import check_sweep
+    from .layout import RunFailed
+
+    verdict = check_sweep(args.sweep_dir)
+    if not verdict.ok:
+        print(verdict.summary())
+        raise RunFailed(f"{args.sweep_dir}: {len(verdict.problems)} disagreement(s) among the sweep's records")
+    print(verdict.summary())
+    return EXIT_OK
+
+
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate", help="check a sweep spec without running it",
@@ -293,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_sweep(sub)
     _add_resume(sub)
+    _add_check(sub)
     _add_validate(sub)
     _add_train(sub)
     _add_ui(sub)

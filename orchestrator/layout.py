@@ -242,7 +242,7 @@ def parse_objectives(text: str | Iterable[str] | Iterable[Objective]) -> list[Ob
 
 
 # --- trial tables ------------------------------------------------------------------------------------
-STATUSES = ("finished", "early_stopped", "stopped", "failed", "interrupted", "pending")
+STATUSES = ("finished", "early_stopped", "stopped", "timed_out", "failed", "interrupted", "pending")
 FRONT_STATUS = "finished"  # the only status whose trials may be on a Pareto front
 PARAM_PREFIX = "param."  # a swept parameter (or a bundle's setting), as sampled
 CONFIG_PREFIX = "config."  # every setting of the trial, resolved (preset + base + sampled)
@@ -268,8 +268,13 @@ STATUS_TAG = "trial_status"  # on a child run: the trial's status (STATUSES)
 PARENT_TAG = "mlflow.parentRunId"  # on a child run: the sweep's parent run
 OBJECTIVES_PARAM = "objectives"  # on the parent run: "metric:mode,metric:mode"
 # trials.parquet status -> the MLflow run status of the trial's child run
-RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "stopped": "FINISHED", "failed": "FAILED",
-              "interrupted": "KILLED", "pending": "KILLED"}
+RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "stopped": "FINISHED", "timed_out": "FAILED",
+              "failed": "FAILED", "interrupted": "KILLED", "pending": "KILLED"}
+# trials.parquet status -> the Optuna state of the trial (None: still RUNNING, the trial continues on resume).
+# A trial cut short (scheduler, the sweep's time limit) is PRUNED; one that errored or ran past its own
+# time limit is FAIL (it produced no objective worth learning from).
+OPTUNA_STATE = {"finished": "COMPLETE", "early_stopped": "PRUNED", "stopped": "PRUNED", "timed_out": "FAIL",
+                "failed": "FAIL", "interrupted": None, "pending": None}
 
 
 def mlflow_metric_name(name: str) -> str:

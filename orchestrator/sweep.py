@@ -26,6 +26,7 @@ from trainable.tune_adapter import TrialSettings, run_trial
 
 from . import results as results_mod
 from .cluster import connect_ray, disconnect_ray, trial_resources
+from .integrity import check_sweep, repair_study, time_limited
 from .layout import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -42,7 +43,7 @@ from .layout import (
     relative_path,
     relative_url,
 )
-from .search import fail_orphan_optuna_trials, make_searcher, optuna_links
+from .search import ParetoOptunaSearch, make_searcher, optuna_links
 from .spec import SweepSpec, load_spec
 from .sweep_dir import (
     artifact_dir,
@@ -81,7 +82,8 @@ def trial_settings(spec: SweepSpec) -> TrialSettings:
     if base.get("data_dir") and not Path(base["data_dir"]).is_absolute() and "://" not in base["data_dir"]:
         base["data_dir"] = str(Path(base["data_dir"]).resolve())  # trials run in their own directories
     metrics = tuple(spec.base_config().metric_names())
-    return TrialSettings(preset=spec.preset, base=base, labels=spec.space.labels, metric_names=metrics)
+    return TrialSettings(preset=spec.preset, base=base, labels=spec.space.labels, metric_names=metrics,
+                         trial_time_limit_s=spec.trial_time_limit_s)
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -169,9 +171,32 @@ def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = Tr
         state.save(sweep_dir)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                    resume_errored=retry_failed)
+        _rebind_searcher(tuner, state.study(sweep_dir), _resumed_trials(experiment, retry_failed))
         return _fit_and_finish(tuner, spec, state, tracker, sweep_dir)
     finally:
         disconnect_ray()
+
+
+def _resumed_trials(experiment: str, retry_failed: bool) -> set[str]:
+    """The Tune trials a resumed fit runs again: unfinished ones, and errored ones when retried."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(experiment)
+    return {t.trial_id for t in analysis.trials
+            if t.status not in ("TERMINATED", "ERROR") or (retry_failed and t.status == "ERROR")}
+
+
+def _rebind_searcher(tuner: Any, study_url: str, resumed: set[str]) -> None:
+    """Point the restored searcher at the study where the sweep directory is now (its pickled storage URL
+    is the one of the run that saved it) and re-register the trials this fit continues or retries."""
+    local = getattr(tuner, "_local_tuner", None)  # None under Ray Client: the tuner runs on the head node
+    searcher = getattr(getattr(local, "_tune_config", None), "search_alg", None)
+    while searcher is not None and not isinstance(searcher, ParetoOptunaSearch):
+        searcher = getattr(searcher, "searcher", None)
+    if searcher is None:
+        log.warning("the restored searcher cannot be re-bound here; it uses the study URL it was saved with")
+        return
+    searcher.rebind(study_url, resumed)
 
 
 def _new_state(spec: SweepSpec, sweep_dir: Path, preset: str | None, set_pairs: list[str],
@@ -245,26 +270,33 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
         tracker.finish_parent(state.parent_run_id, "FAILED")
         raise
     elapsed = time.monotonic() - started
-    timed_out = spec.time_limit_s is not None and elapsed >= spec.time_limit_s * 0.99
+    before = sum(float(e.get("seconds", 0.0)) for e in state.sweeps[:-1])  # earlier runs of this sweep
+    state.sweeps[-1]["seconds"] = round(elapsed, 3)
+    state.save(sweep_dir)
+    timed_out = spec.time_limit_s is not None and before + elapsed >= spec.time_limit_s * 0.99
     names = spec.space.names + [k for k in spec.space.bundle_keys if k not in spec.space.names]
     study_url = state.study(sweep_dir)
     res = results_mod.collect(state.experiment_dir(sweep_dir), names, _early_stop_status(spec),
                               optuna_links(study_url, state.study_name), trial_settings(spec),
-                              time_limit_reached=timed_out)
+                              time_limit_reached=timed_out, cut_short=time_limited(study_url, state.study_name))
+    for note in repair_study(study_url, state.study_name, res.trials, spec.metrics):
+        print(f"note: {note}", file=sys.stderr)
+    links = optuna_links(study_url, state.study_name)
+    if len(res.trials):
+        res.trials["optuna_number"] = res.trials["trial_id"].map(lambda t: links.get(t, (None, None))[0]).astype("Int64")
+        res.trials["optuna_state"] = res.trials["trial_id"].map(lambda t: links.get(t, (None, None))[1])
     trials_path, history_path = results_mod.write(res, sweep_dir)
     counts = res.counts()
     unfinished = counts.get("interrupted", 0) + counts.get("pending", 0)
     interrupted = unfinished > 0 or (len(res.trials) < spec.trials and not timed_out)
-    if not interrupted:
-        orphans = fail_orphan_optuna_trials(study_url, state.study_name, set(res.statuses))
-        if orphans:
-            print(f"note: {orphans} Optuna trial(s) of trials lost with a killed driver were marked FAIL",
-                  file=sys.stderr)
     tracker.reconcile_children(state.parent_run_id, res.statuses)
+    tracker.backfill(state.parent_run_id, res.history, res.statuses)
     _write_report(sweep_dir)
     tracker.finish_parent(state.parent_run_id, "KILLED" if interrupted else "FINISHED",
                           artifacts=[trials_path, history_path], counts=counts)
     _print_summary(res, spec, sweep_dir, elapsed)
+    verdict = check_sweep(sweep_dir)
+    print(verdict.summary(), file=sys.stderr if not verdict.ok else sys.stdout)
     if interrupted:
         print(f"sweep interrupted ({len(res.trials)}/{spec.trials} trials started, {unfinished} unfinished); "
               f"continue with: orchestrator resume {sweep_dir}", file=sys.stderr)
@@ -272,7 +304,7 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
     if timed_out:
         print(f"note: the time limit ({spec.time_limit_s:g}s) ended the sweep; trials cut short have status "
               f"'stopped'", file=sys.stderr)
-    return EXIT_FAILED if counts.get("failed", 0) else EXIT_OK
+    return EXIT_FAILED if counts.get("failed", 0) or counts.get("timed_out", 0) or not verdict.ok else EXIT_OK
 
 
 def _print_summary(res: results_mod.SweepResults, spec: SweepSpec, sweep_dir: Path, elapsed: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import platform
 import subprocess
@@ -191,6 +192,50 @@ class Tracker:
             wanted = RUN_STATUS.get(status, "FINISHED")
             if run.info.status != wanted:
                 self.client.set_terminated(run.info.run_id, status=wanted)
+
+
+    def backfill(self, parent_id: str, history: Any, statuses: Mapping[str, str]) -> int:
+        """Log every finite metric of ``history.parquet`` that MLflow lacks or holds with another value at
+        that epoch (lost while MLflow was unreachable, or an epoch trained again): history keeps an epoch's
+        last report, and so does MLflow afterwards (the value logged last for a step). Returns the count."""
+        if history is None or not len(history):
+            return 0
+        try:
+            runs = {r.data.tags.get(TRIAL_TAG): r.info.run_id for r in self.children(parent_id)}
+        except Exception as exc:  # noqa: BLE001 - MLflow still down: `orchestrator check` lists what is missing
+            log.error("MLflow unreachable (%s); metrics missing there stay listed by `orchestrator check`",
+                      first_line(exc))
+            return 0
+        names = [c for c in history.columns if c not in TUNE_KEYS and c not in ("trial_id",)
+                 and c not in ("time_total_s", "training_iteration")]
+        count = 0
+        for trial_id, frame in history.groupby("trial_id"):
+            run_id = runs.get(trial_id)
+            if run_id is None or trial_id not in statuses:
+                continue
+            try:
+                count += self._backfill_run(run_id, frame, names)
+            except Exception as exc:  # noqa: BLE001 - as above
+                log.error("MLflow refused the metrics of trial %s (%s)", trial_id, first_line(exc))
+        return count
+
+    def _backfill_run(self, run_id: str, frame: Any, names: list[str]) -> int:
+        missing: list[Metric] = []
+        now = _now_ms() + 1  # after everything logged so far: this value is the step's last
+        for name in names:
+            if name not in frame.columns:
+                continue
+            key = mlflow_metric_name(name)
+            logged = {int(m.step): m.value for m in sorted(self.client.get_metric_history(run_id, key),
+                                                            key=lambda m: (m.step, m.timestamp))}
+            for epoch, value in zip(frame["epoch"], frame[name]):
+                if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(float(value)):
+                    continue
+                if logged.get(int(epoch)) != float(value):
+                    missing.append(Metric(key, float(value), now, int(epoch)))
+        for start in range(0, len(missing), 1000):
+            self.client.log_batch(run_id, metrics=missing[start:start + 1000])
+        return len(missing)
 
 
 class MlflowTrialCallback(tune.Callback):
