@@ -107,6 +107,7 @@ class SweepState:
     study_url: str  # "sqlite:///optuna.db" (relative) or any Optuna storage URL
     created: str
     sweeps: list[dict[str, Any]] = field(default_factory=list)  # one entry per run/resume
+    spec_sha256: str = ""  # of the spec copy: resume refuses an edited copy ("" in older sweeps: unchecked)
 
     def save(self, sweep_dir: Path) -> None:
         """Write atomically (temporary file + rename)."""
@@ -126,6 +127,15 @@ class SweepState:
             return cls(**{k: v for k, v in raw.items() if k in known})
         except (ValueError, TypeError, AttributeError) as exc:
             raise SweepError(f"{path}: unreadable ({first_line(exc)})") from None
+
+    def check_spec(self, sweep_dir: Path) -> None:
+        """Refuse (one line) a spec copy edited since the sweep started."""
+        import hashlib
+
+        path = Path(sweep_dir) / SPEC_COPY
+        if self.spec_sha256 and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != self.spec_sha256:
+            raise SweepError(f"{path}: edited since the sweep started (its SHA-256 differs from {STATE_FILE}'s "
+                             f"spec_sha256); restore it to resume, or start a new sweep with the edited spec")
 
     # --- where things are ----------------------------------------------------------------------
     def experiment_dir(self, sweep_dir: Path) -> str:
@@ -191,6 +201,27 @@ def relative_path(sweep_dir: Path, path: str) -> str:
         return str(Path(path).resolve().relative_to(Path(sweep_dir).resolve()))
     except ValueError:
         return path
+
+
+def relocated_artifact_uri(sweep_dir: Path, tracking_uri: str, artifact_uri: str) -> str:
+    """A run's artifact URI in the sweep's own MLflow store, moved along with the sweep directory.
+
+    MLflow stores each run's artifact location as an absolute ``file://`` URI; when `tracking_uri` (as
+    stored in `SweepState`) is the sweep's own relative store and the URI points into an
+    ``mlartifacts/`` directory elsewhere, the same place under this sweep's ``mlartifacts/`` is returned.
+    Any other URI is returned unchanged.
+    """
+    from urllib.parse import unquote, urlparse
+
+    if relative_url(sweep_dir, tracking_uri) != f"sqlite:///{MLFLOW_DB}" or not artifact_uri.startswith("file://"):
+        return artifact_uri
+    path = Path(unquote(urlparse(artifact_uri).path))
+    here = (Path(sweep_dir) / ARTIFACTS_DIR).resolve()
+    if ARTIFACTS_DIR not in path.parts or path.is_relative_to(here):
+        return artifact_uri
+    parts = path.parts
+    inside = parts[len(parts) - 1 - parts[::-1].index(ARTIFACTS_DIR) + 1:]
+    return here.joinpath(*inside).as_uri()
 
 
 # --- objectives ----------------------------------------------------------------------------------------

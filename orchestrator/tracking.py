@@ -39,6 +39,7 @@ from .layout import (
     TUNE_KEYS,
     first_line,
     mlflow_metric_name,
+    relocated_artifact_uri,
     sqlite_file,
 )
 
@@ -72,6 +73,30 @@ def sqlite_store_lock(uri: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+TRACKING_PROBE_TIMEOUT_S = 5.0  # how long a tracking server may take to answer /health before a sweep starts
+
+
+def probe_tracking(uri: str) -> None:
+    """Fail within TRACKING_PROBE_TIMEOUT_S when an http(s) tracking server does not answer (MLflow's own
+    client would retry for minutes and then raise a traceback); other stores are checked by preflight."""
+    import urllib.error
+    import urllib.request
+
+    from .layout import SweepError
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=TRACKING_PROBE_TIMEOUT_S):
+            pass
+    except urllib.error.HTTPError:
+        return  # something answers (a server without /health, or behind a proxy): MLflow reports the rest
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise SweepError(f"--tracking-uri {uri}: the MLflow tracking server does not answer ({first_line(reason)}"
+                         f"); start it or choose another --tracking-uri") from None
 
 
 def default_tracking_uri(sweep_dir: Path) -> str:
@@ -116,8 +141,9 @@ def package_versions() -> dict[str, str]:
 class Tracker:
     """The sweep's experiment and parent run, through an `MlflowClient` (no global MLflow state)."""
 
-    def __init__(self, uri: str, experiment: str, artifact_dir: Path | None) -> None:
+    def __init__(self, uri: str, experiment: str, artifact_dir: Path | None, sweep_dir: Path | None = None) -> None:
         self.uri = uri
+        self.sweep_dir = sweep_dir  # artifacts of the sweep's own store follow a moved sweep directory
         with sqlite_store_lock(uri):  # first use creates/migrates the tables: one process at a time
             self.client = MlflowClient(tracking_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
@@ -140,8 +166,20 @@ class Tracker:
         items = [Param(k, _param_value(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[start:start + 100])
-        self.client.log_artifact(run_id, str(spec_file))
+        self.log_artifact(run_id, spec_file)
         return run_id
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        """`MlflowClient.log_artifact`, into the sweep directory where it is now (`relocated_artifact_uri`)."""
+        if self.sweep_dir is not None:
+            stored = self.client.get_run(run_id).info.artifact_uri
+            target = relocated_artifact_uri(self.sweep_dir, self.uri, stored)
+            if target != stored:
+                from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+                LocalArtifactRepository(target).log_artifact(str(path), artifact_path)
+                return
+        self.client.log_artifact(run_id, str(path), artifact_path)
 
     def resume_parent(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
@@ -152,7 +190,7 @@ class Tracker:
         """Log the result files and counts, then mark the parent FINISHED/FAILED/KILLED."""
         for path in artifacts:
             if Path(path).exists():
-                self.client.log_artifact(run_id, str(path))
+                self.log_artifact(run_id, Path(path))
         if counts:
             self.client.log_batch(run_id, metrics=[Metric(f"trials_{k}", float(v), _now_ms(), 0)
                                                    for k, v in counts.items()])
@@ -260,6 +298,11 @@ class MlflowTrialCallback(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._reset()
+
+    def rebind(self, uri: str) -> None:
+        """The tracking URI where the sweep's store is now (a restored callback holds the saved one)."""
+        self.uri = uri
         self._reset()
 
     @property
