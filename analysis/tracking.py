@@ -212,7 +212,7 @@ def log_report(sweep: Sweep, files: Sequence[Path], metrics: dict[str, float]) -
     try:
         client = MlflowClient(tracking_uri=sweep.tracking_uri)
         stored = client.get_run(sweep.parent_run_id).info.artifact_uri
-        target = stored if sweep.sweep_dir is None else relocated_artifact_uri(sweep.sweep_dir, sweep.tracking_uri,
+        target = stored if sweep.sweep_dir is None else relocated_artifact_uri(sweep.sweep_dir, sweep.tracking_uri or "",
                                                                                stored)
         for path in files:
             if target != stored:  # a moved sweep: its artifacts go where the sweep directory is now
