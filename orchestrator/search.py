@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -100,24 +101,57 @@ class ParetoOptunaSearch(OptunaSearch):
         assert self._ot_study is not None
         supersede(self._ot_study, old, values, trial_id)
 
-    # --- resume ------------------------------------------------------------------------------------
+    # --- pickling and resume ----------------------------------------------------------------------
+    # Tune pickles the searcher twice: with the Tuner (tuner.pkl) and as its state (Searcher.save). An
+    # RDBStorage unpickles by connecting to its URL and creating the tables there, so a pickled storage
+    # would reconnect to (or create an empty study at) the place the sweep directory was when it was
+    # saved. Neither pickle holds the storage, the study or Optuna trial objects: only the study URL and
+    # the Optuna trial ids, and the study is connected when the run knows where it is (`rebind`).
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_storage", "_ot_study", "_rebind")}
+        state["_ot_trials"] = {tid: _TrialRef(t._trial_id) for tid, t in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._storage, self._ot_study, self._rebind = None, None, None
+
+    def save(self, checkpoint_path: str) -> None:
+        kept = self.__dict__.copy()
+        self.__dict__.update(self.__getstate__(), _storage=None, _ot_study=None, _rebind=None)
+        try:
+            super().save(checkpoint_path)  # Ray's pickle of the searcher's attributes
+        finally:
+            self.__dict__.clear()
+            self.__dict__.update(kept)
+
     def rebind(self, study_url: str, resumed: set[str]) -> None:
         """Before a resumed fit: the study's URL now, and the Tune trials this run continues or retries."""
         self._rebind = (study_url, set(resumed))
+        self._connect(study_url)
 
     def restore(self, checkpoint_path: str) -> None:
         rebind, max_live = self._rebind, self._max_live
-        super().restore(checkpoint_path)  # the pickled state of the previous run, storage URL included
+        super().restore(checkpoint_path)  # what `save` wrote: no storage, study or Optuna trial objects
         self._rebind, self._max_live = None, max_live
-        if rebind is None:
-            return
-        url, resumed = rebind
+        url = rebind[0] if rebind is not None else self._study_url
+        self._connect(url)
+        if rebind is not None:
+            self._live = set(rebind[1])
+            self._completed_trials -= rebind[1]
+
+    def _connect(self, url: str) -> None:
         self._study_url = url
         self._storage = study_storage(url)
         self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,  # type: ignore[assignment]
                                            sampler=self._sampler)
-        self._live = set(resumed)
-        self._completed_trials -= resumed
+
+
+@dataclass(frozen=True)
+class _TrialRef:
+    """An Optuna trial by id, as the searcher keeps trials across a pickle (no study, no storage)."""
+
+    _trial_id: int
 
 
 def outcome_state(result: dict | None, error: bool, metrics: Any) -> tuple[TrialState, list[Any] | None]:

@@ -155,30 +155,43 @@ def _damaged_copies_are_caught(sweep_dir: Path, tmp_path: Path, finished: str, f
 
 
 @pytest.mark.slow
-def test_time_limited_sweep_leaves_nothing_running_and_resumes_to_its_end(tmp_path: Path, procs, capsys) -> None:
-    """`budget.time_limit` ends the sweep while two long trials run: they are `stopped` in the results
-    and PRUNED in Optuna (before: Tune's time budget stops trials without telling the searcher, so they
-    stayed RUNNING forever, and under ASHA were called early_stopped). `resume` then sees the time limit
-    already spent (before: it compared its own elapsed time with the whole limit and exited 130 again),
-    exits 0, and `check` passes after each run."""
+def test_time_limited_sweep_interrupted_twice_then_resumed_to_its_end(tmp_path: Path, procs, capsys) -> None:
+    """A sweep with `budget.time_limit: 25s` (long trials under ASHA) gets Ctrl-C twice once a trial has
+    reported: the second interrupt still writes trials.parquet, marks the MLflow parent KILLED (before:
+    FAILED, no Parquet) and prints the resume hint (exit 130). `resume` then runs the rest of the time
+    budget and ends with exit code 0 (before: it compared its own elapsed time with the whole limit and
+    exited 130 again and again); the trials the limit cut are `stopped` and PRUNED in Optuna (before:
+    RUNNING forever, and called early_stopped under ASHA); `check` passes after each run."""
+    import signal
+
     spec = _spec(tmp_path, trials=4, concurrency=2, epochs=200,
                  extra="scheduler: {type: asha, metric: robust_acc, grace_period: 1, reduction_factor: 2}\n")
     spec.write_text(spec.read_text().replace("budget: {trials: 4, concurrency: 2}",
                                              "budget: {trials: 4, concurrency: 2, time_limit: 25s}"))
     out = tmp_path / "sweep"
     sweep = procs(["sweep", str(spec), "--out", str(out), "--num-cpus", "2", "-q"], name="sweep")
-    assert sweep.wait(400) == 0, sweep.output()[-3000:]
-    assert "check: OK" in sweep.output() and "time limit" in sweep.output()
+    deadline = time.monotonic() + 300
+    while not any(result_lines(d) for d in (out / "tune").glob("trial_*")):
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.output()[-3000:]
+        time.sleep(0.2)
+    sweep.popen.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    sweep.popen.send_signal(signal.SIGINT)
+    assert sweep.wait(300) == 130, sweep.output()[-3000:]
+    output = sweep.output()
+    assert f"continue with: orchestrator resume {out}" in output and "check: OK" in output, output[-3000:]
+    assert (out / "trials.parquet").is_file()
+    client, _ = mlflow_children(out)
+    assert client.get_run(SweepState.load(out).parent_run_id).info.status == "KILLED"
+
+    resume = procs(["resume", str(out), "--num-cpus", "2", "-q"], name="resume")
+    assert resume.wait(400) == 0, resume.output()[-3000:]
+    assert "check: OK" in resume.output() and "time limit" in resume.output()
     trials = pd.read_parquet(out / "trials.parquet")
     cut = trials[trials["status"] == "stopped"]
     assert len(cut) >= 1 and set(cut["optuna_state"]) == {"PRUNED"}, trials[["trial_id", "status", "optuna_state"]]
     assert "RUNNING" not in {t.state.name for t in study_trials(out)}
-
-    resume = procs(["resume", str(out), "--num-cpus", "2", "-q"], name="resume")
-    assert resume.wait(400) == 0, resume.output()[-3000:]
-    assert "check: OK" in resume.output()
-    again = pd.read_parquet(out / "trials.parquet").set_index("trial_id")
-    assert again.loc[list(cut["trial_id"]), "status"].tolist() == ["stopped"] * len(cut)  # not re-labelled
+    assert client.get_run(SweepState.load(out).parent_run_id).info.status == "FINISHED"
     state = json.loads((out / "sweep.json").read_text())
     assert [s["kind"] for s in state["sweeps"]] == ["sweep", "resume"] and state["sweeps"][0]["seconds"] > 0
     _check(out, capsys)
