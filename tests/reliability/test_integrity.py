@@ -305,3 +305,43 @@ def test_resume_refuses_an_edited_spec_copy_in_one_line(tmp_path: Path, capsys) 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "edited since the sweep started" in err[0] and "spec.yaml" in err[0], err
     assert not ray.is_initialized()
+
+
+def test_searcher_follows_a_moved_study_caps_resumed_trials_and_never_tells_twice(tmp_path: Path) -> None:
+    """The searcher as Tune pickles it (with the Tuner, and its own state file) holds no storage: moved
+    with its study, it connects where `rebind` says, never to the old place (an RDBStorage unpickles by
+    creating tables at its URL); the trials a resume re-runs count against the concurrency cap; a
+    FAIL trial finished later gets one COMPLETE trial (`retried_from`), however often it is told."""
+    import pickle
+
+    import optuna
+
+    from orchestrator.search import make_searcher
+    from orchestrator.spec import parse_spec
+
+    spec = parse_spec(tiny_spec(), tmp_path / "spec.yaml")
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    searcher = make_searcher(spec.space, spec.metrics, spec.modes, spec.sampler, spec.sampler_options, "s",
+                             f"sqlite:///{old / 'optuna.db'}")
+    assert searcher.set_max_concurrency(2)  # so Tune's ConcurrencyLimiter passes every call through
+    assert searcher.suggest("a") and searcher.suggest("b") and searcher.suggest("c") is None  # the cap
+    searcher.on_trial_complete("b", error=True)  # FAIL; a resume will retry it
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    pickled = pickle.dumps(searcher)
+    old.rename(new)
+
+    restored = pickle.loads(pickled)  # what Tuner.restore does with tuner.pkl: no connection made
+    restored.rebind(f"sqlite:///{new / 'optuna.db'}", {"a", "b"})
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("d") is None  # a and b run again: the cap is full
+    final = {"clean_acc": 0.5, "robust_acc": 0.25, "final": 1.0}
+    restored.on_trial_complete("b", final)
+    restored.on_trial_complete("b", final)  # told again (a second retry): still one COMPLETE
+    restored.on_trial_complete("a", final)
+    assert not old.exists()
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{new / 'optuna.db'}").trials
+    outcome = sorted((t.user_attrs["tune_trial_id"], t.state.name, tuple(t.values or ())) for t in trials)
+    assert outcome == [("a", "COMPLETE", (0.5, 0.25)), ("b", "COMPLETE", (0.5, 0.25)), ("b", "FAIL", ())]
+    assert next(t for t in trials if t.state.name == "COMPLETE" and t.user_attrs["tune_trial_id"] == "b"
+                ).user_attrs["retried_from"] == 1
