@@ -326,7 +326,7 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
         counts = res.counts()
         unfinished = counts.get("interrupted", 0) + counts.get("pending", 0)
         interrupted = forced or unfinished > 0 or (len(res.trials) < spec.trials and not timed_out)
-        _tracking_safely(tracker.reconcile_children, state.parent_run_id, res.statuses)
+        _tracking_safely(tracker.reconcile_children, state.parent_run_id, res.statuses, _trial_params(res.trials))
         _tracking_safely(tracker.backfill, state.parent_run_id, res.history, res.statuses)
     finally:
         _restore_interrupts(previous)
@@ -344,6 +344,14 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
         print(f"note: the time limit ({spec.time_limit_s:g}s) ended the sweep; trials cut short have status "
               f"'stopped'", file=sys.stderr)
     return EXIT_FAILED if counts.get("failed", 0) or counts.get("timed_out", 0) or not verdict.ok else EXIT_OK
+
+
+def _trial_params(trials: Any) -> dict[str, dict[str, Any]]:
+    """Trial id -> its sampled parameters (``param.<name>`` columns), for a child run MLflow lacks."""
+    cols = [c for c in trials.columns if c.startswith("param.")] if len(trials) else []
+    return {row["trial_id"]: {c.removeprefix("param."): row[c] for c in cols
+                              if row[c] is not None and not (isinstance(row[c], float) and row[c] != row[c])}
+            for row in (trials.to_dict("records") if len(trials) else [])}
 
 
 def _tracking_safely(func: Any, *args: Any) -> None:

@@ -208,11 +208,13 @@ class Tracker:
             if not token:
                 return runs
 
-    def reconcile_children(self, parent_id: str, statuses: Mapping[str, str]) -> None:
+    def reconcile_children(self, parent_id: str, statuses: Mapping[str, str],
+                           params: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Make MLflow agree with the sweep's results: one child per trial, with the trial's status.
 
         Children of trials Ray Tune no longer knows (lost when a driver was killed before its state
-        was saved) and duplicates are deleted (soft delete: `mlflow gc` removes them for good).
+        was saved) and duplicates are deleted (soft delete: `mlflow gc` removes them for good); a trial
+        with no child (it never started, or MLflow was unreachable when it did) gets one, with `params`.
         """
         kept: dict[str, Any] = {}
         for run in sorted(self.children(parent_id), key=lambda r: r.info.start_time or 0):
@@ -223,6 +225,13 @@ class Tracker:
                 self.client.delete_run(run.info.run_id)
                 continue
             kept[trial_id] = run
+        for trial_id in [t for t in statuses if t not in kept]:
+            run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags={
+                PARENT_TAG: parent_id, TRIAL_TAG: trial_id, STATUS_TAG: statuses[trial_id]})
+            items = [Param(k, _param_value(v)[:6000]) for k, v in (params or {}).get(trial_id, {}).items()]
+            for start in range(0, len(items), 100):
+                self.client.log_batch(run.info.run_id, params=items[start:start + 100])
+            kept[trial_id] = self.client.get_run(run.info.run_id)
         for trial_id, run in kept.items():
             status = statuses[trial_id]
             if run.data.tags.get(STATUS_TAG) != status:
