@@ -102,8 +102,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "sweep", help="run a sweep from a YAML spec",
         description="Run a multi-objective sweep: Ray Tune runs the trials (checkpointed, retried on failure), "
         "Optuna proposes them (study in SQLite in the sweep directory), MLflow tracks them. Prints the sweep "
-        "directory, a live progress table and a summary. Exit code: 0 all trials finished, 1 some failed, "
-        "2 bad input, 130 interrupted (continue with `orchestrator resume DIR`).")
+        "directory, a live progress table, a summary and the verdict of `orchestrator check`. Exit code: 0 all "
+        "trials finished, 1 some failed or timed out or the records disagree, 2 bad input, 130 interrupted "
+        "(continue with `orchestrator resume DIR`).")
     _add_spec_args(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="the sweep directory (default: runs/<name>-<timestamp>/); must not exist or be empty")
