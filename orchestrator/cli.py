@@ -130,8 +130,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "sweep", help="run a sweep from a YAML spec",
         description="Run a multi-objective sweep: Ray Tune runs the trials (checkpointed, retried on failure), "
         "Optuna proposes them (study in SQLite in the sweep directory), MLflow tracks them. Prints the sweep "
-        "directory, a live progress table and a summary. Exit code: 0 all trials finished, 1 some failed, "
-        "2 bad input, 130 interrupted (continue with `orchestrator resume DIR`).")
+        "directory, a live progress table, a summary and the verdict of `orchestrator check`. Exit code: 0 all "
+        "trials finished, 1 some failed or timed out or the records disagree, 2 bad input, 130 interrupted "
+        "(continue with `orchestrator resume DIR`).")
     _add_spec_args(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="the sweep directory (default: runs/<name>-<timestamp>/); must not exist or be empty")
@@ -159,6 +160,28 @@ def _add_resume(sub: argparse._SubParsersAction) -> None:
                    "failed deterministically, e.g. a diverged loss, fail again at once)")
     _add_where_args(p)
     p.set_defaults(func=cmd_resume)
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check", help="check that a sweep's four records agree",
+        description="Read Ray Tune's experiment, the Optuna study, trials.parquet/history.parquet and the MLflow "
+        "runs of a sweep and list every trial whose status or final metrics disagree between them, and every "
+        "trial missing from one. Exit code 0 only when they all agree, 1 otherwise.")
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep directory")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .integrity import check_sweep
+    from .layout import RunFailed
+
+    verdict = check_sweep(args.sweep_dir)
+    if not verdict.ok:
+        print(verdict.summary())
+        raise RunFailed(f"{args.sweep_dir}: {len(verdict.problems)} disagreement(s) among the sweep's records")
+    print(verdict.summary())
+    return EXIT_OK
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
@@ -337,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_sweep(sub)
     _add_resume(sub)
+    _add_check(sub)
     _add_validate(sub)
     _add_train(sub)
     _add_ui(sub)

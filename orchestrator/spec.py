@@ -63,6 +63,7 @@ class SweepSpec:
     space: SearchSpace
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # "<file>: <key>: ..." lines: valid but suspicious
+    trial_time_limit_s: float | None = None  # budget.trial_time_limit: an attempt running longer is stopped
 
     @property
     def metrics(self) -> list[str]:
@@ -203,13 +204,15 @@ class _SpecChecker(Checker):
         trials, concurrency, time_limit = self.budget(raw["budget"], sampler, space)
         cpu, gpu = self.resources(raw.get("resources", {}))
         retries = self.integer("retries", raw.get("retries", 1), 0)
+        trial_limit = raw["budget"].get("trial_time_limit")
+        trial_limit_s = None if trial_limit is None else self.duration("budget.trial_time_limit", trial_limit)
         self.check_data(space, base_values, base)
         self.epsilon_warnings(base_config, space)
         return SweepSpec(
             path=self.path, name=name, description=description, preset=preset, objectives=objectives,
             trials=trials, concurrency=concurrency, time_limit_s=time_limit, sampler=sampler,
             sampler_options=sampler_options, scheduler=scheduler, cpu=cpu, gpu=gpu, retries=retries,
-            base=base, space=space, raw=raw, warnings=list(self.warnings),
+            base=base, space=space, raw=raw, warnings=list(self.warnings), trial_time_limit_s=trial_limit_s,
         )
 
     def base(self, value: Any, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +249,7 @@ class _SpecChecker(Checker):
         return out
 
     def budget(self, value: Any, sampler: str, space: SearchSpace) -> tuple[int, int, float | None]:
-        self.keys("budget", value, ("trials", "concurrency", "time_limit"),
+        self.keys("budget", value, ("trials", "concurrency", "time_limit", "trial_time_limit"),
                   required=() if sampler == "grid" else ("trials",))
         if sampler == "grid":
             size = space.grid_size()
