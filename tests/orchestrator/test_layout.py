@@ -9,9 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.layout import (EXIT_FAILED, EXIT_USAGE, Objective, RunFailed, SweepError, SweepState, UserError,
-                                 format_objectives, metric_name_from_mlflow, mlflow_metric_name, parse_objectives,
-                                 relative_path, relative_url, resolve_url)
+from orchestrator.layout import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Objective,
+    RunFailed,
+    SweepError,
+    SweepState,
+    UserError,
+    format_objectives,
+    metric_name_from_mlflow,
+    mlflow_metric_name,
+    parse_objectives,
+    relative_path,
+    relative_url,
+    resolve_url,
+)
 
 
 def state_for(sweep_dir: Path, **changes: str) -> SweepState:
