@@ -34,6 +34,7 @@ from .layout import (
     OBJECTIVES_PARAM,
     SPEC_COPY,
     STATE_FILE,
+    STUDY_PASSWORD_ENV,
     TRIALS_FILE,
     SweepError,
     SweepState,
@@ -42,6 +43,7 @@ from .layout import (
     local_file,
     relative_path,
     relative_url,
+    with_password,
 )
 from .search import fail_orphan_optuna_trials, make_searcher, optuna_links
 from .spec import SweepSpec, load_spec
@@ -131,7 +133,7 @@ def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], optio
     try:
         sweep_dir = claim_sweep_dir(sweep_dir, spec_path, options.out is not None, claimed)
         claim_experiment_path(experiment_path(sweep_dir, options.storage), options.storage, claimed)
-        study_url = study_url or default_study_url(sweep_dir)
+        study_url = with_password(study_url or default_study_url(sweep_dir), os.environ.get(STUDY_PASSWORD_ENV))
         study_file = local_file(study_url)
         if study_file and not Path(study_file).exists():
             claimed.append(Path(study_file))  # a new SQLite or journal file: removed if the sweep does not start
