@@ -5,7 +5,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: demo train-demo test lint install clean findings findings-figures
+.PHONY: demo train-demo test test-random lint install clean findings findings-figures
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ train-demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The suite in a random order (the seed is printed; rerun one order with --random-order-seed=N).
+test-random: install
+	$(BIN)/python -m pytest -q --random-order-bucket=global
 
 # Lint (ruff: errors, import order, likely bugs) and types (mypy --check-untyped-defs); CI runs it first.
 lint: install

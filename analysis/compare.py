@@ -19,8 +19,9 @@ MATCH_KEYS = ("objective", "adversary", "views")
 
 
 def is_paper_sweep(sweep: Sweep) -> bool:
-    """Whether the sweep's spec is the paper's table (its name is ``paper_table``)."""
-    return sweep.name == PAPER_SPEC_NAME
+    """Whether the sweep's spec is the paper's table (``paper_table``, or a variant such as
+    ``paper_table_corrected``)."""
+    return sweep.name == PAPER_SPEC_NAME or sweep.name.startswith(PAPER_SPEC_NAME + "_")
 
 
 def require_settings(trials: pd.DataFrame, names: tuple[str, ...], source: str) -> None:
@@ -65,8 +66,20 @@ def paper_comparison(sweep: Sweep) -> pd.DataFrame:
             out["minutes ours"] = _mean(group, time_column, 1 / 60)
             out["epochs paper"] = paper.epochs
             out["epochs ours"] = "/".join(str(int(v)) for v in sorted(set(group[CONFIG_PREFIX + "epochs"])))
+            out["profile ours"] = _profiles(group)
             rows.append(out)
     return pd.DataFrame(rows)
+
+
+def _profiles(group: pd.DataFrame) -> str:
+    """The fidelity profile(s) the trials ran (``config.fidelity``; sweeps from before the setting
+    existed ran the corrected behaviour)."""
+    column = CONFIG_PREFIX + "fidelity"
+    if len(group) == 0:
+        return ""
+    if column not in group.columns:
+        return "corrected"
+    return "/".join(sorted({str(v) for v in group[column].dropna()}))
 
 
 def _mean(group: pd.DataFrame, column: str, scale: float) -> float:

@@ -34,8 +34,16 @@ def summary_text(data: ReportData) -> str:
              f"Pareto front: {len(data.front)} of {len(data.ranked)} finished trials; hypervolume "
              f"{data.hypervolume:.6g} (reference {_vector(data.reference)})"]
     if data.knee is not None:
+        images = data.knee.get("eval_images")
         lines.append(f"knee: trial {data.knee['trial_id']} (" + ", ".join(
-            f"{o.metric}={data.knee[o.metric]:.4g}" for o in data.objectives) + ")")
+            f"{o.metric}={with_error(data.knee[o.metric], images) if is_accuracy(o.metric) and images else format(data.knee[o.metric], '.4g')}"
+            for o in data.objectives) + ")")
+    if data.verified is not None:
+        v = data.verified
+        lines.append(f"verified front ({v.suite} AutoAttack + Square + PGD, worst case): {len(v.verified_ids)} of "
+                     f"{len(data.front)} searched-front trials" + (f"; fell off: {', '.join(v.dropped)}" if v.dropped
+                                                                  else "") +
+                     (f"; not verified: {', '.join(v.unverified)}" if v.unverified else ""))
     if data.comparison is not None:
         lines += ["", "measured vs paper (docs/METHOD.md section 5):", _plain_table(data.comparison)]
     return "\n".join(lines) + "\n"
@@ -80,6 +88,8 @@ def report_blocks(data: ReportData, images: Sequence[Path], log_to_mlflow: bool)
                             f"over the front (0 = best), it has the smallest sum, i.e. it lies farthest from the "
                             f"line (hyperplane) through the front's extremes: the most balanced trade-off."))
 
+    if data.verified is not None:
+        blocks += _verified_blocks(data)
     blocks.append(("h2", "Hypervolume"))
     blocks.append(("p", f"Hypervolume of the front: **{data.hypervolume:.6g}**, with reference point "
                         f"{_vector(data.reference)} ({', '.join(o.metric for o in objectives)}). It is the "
@@ -152,6 +162,25 @@ def report_blocks(data: ReportData, images: Sequence[Path], log_to_mlflow: bool)
     return blocks
 
 
+def _verified_blocks(data: ReportData) -> list[Block]:
+    """The "Front after verification" section: searched vs verified values side by side, the audit."""
+    v = data.verified
+    assert v is not None
+    text = (f"Each searched-front trial was re-evaluated from its final checkpoint with the `{v.suite}` AutoAttack "
+            f"suite, Square and PGD, and audited for gradient masking (`trainable/audit.py`). Its robust "
+            f"objectives become the worst case over those attacks (robust only if every attack fails). "
+            f"{len(v.verified_ids)} of {len(data.front)} trials stay on the front.")
+    if v.dropped:
+        text += " Fell off after verification: " + ", ".join(f"`{t}`" for t in v.dropped) + "."
+    if v.unverified:
+        text += " Not verified: " + ", ".join(f"`{t}`" for t in v.unverified) + "."
+    table = v.table.drop(columns=["status"])
+    table["audit_passed"] = ["-" if p is None else ("pass" if p else "FAIL") for p in table["audit_passed"]]
+    blocks: list[Block] = [("h2", "Front after verification"), ("p", text), ("table", _rounded(table))]
+    blocks += [("p", f"Note: {n}.") for n in v.notes]
+    return blocks
+
+
 def _seed_blocks(data: ReportData) -> list[Block]:
     """The "Mean over seeds" section: one row per configuration, mean +- std of each summary metric."""
     summary, objectives = data.seeds, data.objectives
@@ -179,7 +208,30 @@ def _trial_table(frame: pd.DataFrame, objectives: Sequence[Objective], knobs: Se
     out = frame[columns].copy()
     if knee is not None and first is None:
         out["trial_id"] = [f"{t} *" if t == knee["trial_id"] else str(t) for t in out["trial_id"]]
-    return _rounded(out.rename(columns=_short))
+    table = _rounded(out.rename(columns=_short))
+    if "eval_images" in frame.columns:  # accuracies with their binomial standard error over the test images
+        for o in objectives:
+            if is_accuracy(o.metric):
+                table[_short(o.metric)] = [with_error(p, n) for p, n in zip(frame[o.metric], frame["eval_images"])]
+    return table
+
+
+def is_accuracy(metric: str) -> bool:
+    """Metrics that are fractions of test images classified correctly (clean or under an attack)."""
+    return metric.endswith("_acc") or "_acc@" in metric
+
+
+def with_error(accuracy: Any, images: Any) -> str:
+    """``0.648 ± 0.021``: an accuracy and its binomial standard error sqrt(p (1 - p) / n) on n images."""
+    try:
+        p, n = float(accuracy), float(images)
+    except (TypeError, ValueError):
+        return "-"
+    if math.isnan(p):
+        return "-"
+    if not n > 0 or math.isnan(n):
+        return f"{p:.3f}"
+    return f"{p:.3f} ± {math.sqrt(max(0.0, p * (1 - p)) / n):.3f}"
 
 
 def _short(column: str) -> str:

@@ -50,6 +50,7 @@ from .pareto import (
 from .render import render_html, render_markdown, report_blocks, summary_text
 from .results import Objective, ResultsError, Sweep, check_objectives, load_sweep, parse_objectives
 from .tracking import MlflowLogError, log_report, with_run_times
+from .verified import Verified, load_verified
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     seeds: pd.DataFrame | None = None  # per configuration over seeds (analysis.seeds.over_seeds), if seeds vary
     curves: pd.DataFrame | None = None  # per configuration and epoch over seeds, if trials ran several epochs
+    verified: Verified | None = None  # the front after verification, when the sweep has verified.parquet
 
 
 # --- entry points ---------------------------------------------------------------------------------------
@@ -114,7 +116,11 @@ def write_report(sweep_dir: str | Path, objectives: str | Sequence[str] | Sequen
         warnings.simplefilter("ignore", NonFiniteRowsWarning)
         path, files = _write_files(data, out, fmt, log_to_mlflow)
     if log_to_mlflow:
-        log_report(sweep, files, {"report_hypervolume": data.hypervolume, "report_front_size": len(data.front)})
+        metrics = {"report_hypervolume": data.hypervolume, "report_front_size": len(data.front)}
+        if data.verified is not None:
+            metrics.update(report_verified_front_size=len(data.verified.verified_ids),
+                           report_verified_dropped=len(data.verified.dropped))
+        log_report(sweep, files, metrics)
     return path
 
 
@@ -151,8 +157,9 @@ def compute(sweep: Sweep, objectives: Sequence[Objective], reference: Sequence[f
             notes.append(f"no paper comparison: {exc}")
     by_seed = seeds.over_seeds(trials, objectives) if seeds.has_seeds(trials) else None
     curves = seeds.curves_over_seeds(trials, sweep.history, seeds.curve_metrics(sweep.history))
+    verified = load_verified(sweep.sweep_dir, on_front, objectives)
     return ReportData(sweep, objectives, ranked, on_front, knee, ref, value, curve, best, _timing(timed), comparison,
-                      notes, by_seed, curves if len(curves) else None)
+                      notes, by_seed, curves if len(curves) else None, verified)
 
 
 def _timing(trials: pd.DataFrame) -> dict[str, Any]:
@@ -175,7 +182,7 @@ def _write_files(data: ReportData, out: Path, fmt: str, log_to_mlflow: bool) -> 
     report, ``paper_comparison.csv``) are removed so the directory describes one report.
     """
     sweep, objectives = data.sweep, data.objectives
-    for stale in ("pareto.png", "paper_comparison.csv", "seeds.csv", "seed_means.png", "learning_curves.png",
+    for stale in ("pareto.png", "paper_comparison.csv", "verified.csv", "seeds.csv", "seed_means.png", "learning_curves.png",
                   "learning_curves.csv"):
         (out / stale).unlink(missing_ok=True)
     table = data.front.copy()
@@ -194,6 +201,9 @@ def _write_files(data: ReportData, out: Path, fmt: str, log_to_mlflow: bool) -> 
         data.comparison.to_csv(out / "paper_comparison.csv", index=False)
     knobs = seeds.configuration_knobs(sweep.trials)
     extra: list[Path] = []
+    if data.verified is not None:
+        data.verified.table.to_csv(out / "verified.csv", index=False)
+        extra.append(out / "verified.csv")
     if data.seeds is not None:
         data.seeds.to_csv(out / "seeds.csv", index=False)
         extra.append(out / "seeds.csv")

@@ -24,6 +24,7 @@ from orchestrator.layout import (
     first_line,
     metric_name_from_mlflow,
     parse_objectives,
+    relocated_artifact_uri,
     sqlite_file,
 )
 
@@ -210,8 +211,16 @@ def log_report(sweep: Sweep, files: Sequence[Path], metrics: dict[str, float]) -
 
     try:
         client = MlflowClient(tracking_uri=sweep.tracking_uri)
+        stored = client.get_run(sweep.parent_run_id).info.artifact_uri
+        target = stored if sweep.sweep_dir is None else relocated_artifact_uri(sweep.sweep_dir, sweep.tracking_uri or "",
+                                                                               stored)
         for path in files:
-            client.log_artifact(sweep.parent_run_id, str(path), artifact_path=REPORT_ARTIFACT_PATH)
+            if target != stored:  # a moved sweep: its artifacts go where the sweep directory is now
+                from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+                LocalArtifactRepository(target).log_artifact(str(path), REPORT_ARTIFACT_PATH)
+            else:
+                client.log_artifact(sweep.parent_run_id, str(path), artifact_path=REPORT_ARTIFACT_PATH)
         now = int(time.time() * 1000)
         client.log_batch(sweep.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; all are reported the same way

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -38,6 +40,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="write a checkpoint here after every epoch (resumable with --resume)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--audit", action="store_true",
+                   help="after training, run the masking audit on the final encoder (epsilon ladder, the "
+                   "autoattack_suite attack and Square against PGD; --set autoattack_suite=cheap on a CPU)")
     p.set_defaults(func=cmd_train)
 
 
@@ -61,16 +66,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not resume_from.is_file():
             raise UserError(f"--resume: no checkpoint at {resume_from}")
 
+    audit_dir = None
+    if args.audit:
+        from trainable.robustness import require_autoattack
+
+        require_autoattack()
+        audit_dir = args.checkpoint_dir or Path(tempfile.mkdtemp(prefix="audit-"))
+
     def report(metrics: dict[str, float], write_checkpoint) -> None:
         if args.checkpoint_dir is not None:
             write_checkpoint(args.checkpoint_dir)
+        elif audit_dir is not None and int(metrics["epoch"]) >= config.epochs:
+            write_checkpoint(audit_dir)
         shown = {k: round(v, 4) for k, v in metrics.items() if k in ("epoch", "train_loss", "clean_acc", "robust_acc")}
         print(f"epoch {int(metrics['epoch'])}/{config.epochs}: {shown}", file=sys.stderr)
 
     objective, adversary, views = config.resolved
-    print(f"trial: method={config.method} ({objective}+{adversary}+{views}) dataset={config.dataset} "
+    print(f"trial: method={config.method} ({objective}+{adversary}+{views}) profile={config.profile} "
+          f"dataset={config.dataset} "
           f"epochs={config.epochs} crops={config.num_crops} epsilon={config.epsilon:.4f}", file=sys.stderr)
     metrics = train(config, reporter=report, resume_from=resume_from, progress=not args.no_progress)
+    if audit_dir is not None:
+        from trainable.audit import audit_trial, load_trial
+
+        print("masking audit of the final encoder ...", file=sys.stderr)
+        result = audit_trial(load_trial(audit_dir / CHECKPOINT_FILE))
+        for line in result.lines():
+            print(line)
+        metrics.update(result.metrics())
+        if args.checkpoint_dir is None:
+            shutil.rmtree(audit_dir, ignore_errors=True)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}")
@@ -95,6 +120,9 @@ def _add_where_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=int, default=None, metavar="N",
                    help="CPUs of the local Ray instance (default: all of this machine's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress table (the summary is still printed)")
+    p.add_argument("--verify", default="cheap", metavar="SUITE",
+                   help="at the end, re-verify the Pareto front with this AutoAttack suite + Square + the masking "
+                   "audit: cheap (APGD-CE + APGD-T, default), standard, apgd-ce, apgd-ce+square, or none")
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
@@ -102,8 +130,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "sweep", help="run a sweep from a YAML spec",
         description="Run a multi-objective sweep: Ray Tune runs the trials (checkpointed, retried on failure), "
         "Optuna proposes them (study in SQLite in the sweep directory or --study-storage), MLflow tracks them. Prints the sweep "
-        "directory, a live progress table and a summary. Exit code: 0 all trials finished, 1 some failed, "
-        "2 bad input, 130 interrupted (continue with `orchestrator resume DIR`).")
+        "directory, a live progress table, a summary and the verdict of `orchestrator check`. Exit code: 0 all "
+        "trials finished, 1 some failed or timed out or the records disagree, 2 bad input, 130 interrupted "
+        "(continue with `orchestrator resume DIR`).")
     _add_spec_args(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="the sweep directory (default: runs/<name>-<timestamp>/); must not exist or be empty")
@@ -136,6 +165,28 @@ def _add_resume(sub: argparse._SubParsersAction) -> None:
                    "failed deterministically, e.g. a diverged loss, fail again at once)")
     _add_where_args(p)
     p.set_defaults(func=cmd_resume)
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check", help="check that a sweep's four records agree",
+        description="Read Ray Tune's experiment, the Optuna study, trials.parquet/history.parquet and the MLflow "
+        "runs of a sweep and list every trial whose status or final metrics disagree between them, and every "
+        "trial missing from one. Exit code 0 only when they all agree, 1 otherwise.")
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep directory")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .integrity import check_sweep
+    from .layout import RunFailed
+
+    verdict = check_sweep(args.sweep_dir)
+    if not verdict.ok:
+        print(verdict.summary())
+        raise RunFailed(f"{args.sweep_dir}: {len(verdict.problems)} disagreement(s) among the sweep's records")
+    print(verdict.summary())
+    return EXIT_OK
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
@@ -173,6 +224,13 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    "(default: the spec's objectives)")
     p.add_argument("--format", default="md", choices=("md", "html"), help="report format (default: md)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the report on the MLflow parent run")
+    p.add_argument("--verify", action="store_true",
+                   help="first re-evaluate every Pareto trial from its final checkpoint with the strong attack and "
+                   "the masking audit (writes verified.parquet); the report then shows both fronts")
+    p.add_argument("--verify-suite", default="standard", metavar="SUITE",
+                   help="AutoAttack suite of --verify: standard (default), cheap, apgd-ce, apgd-ce+square")
+    p.add_argument("--square-queries", type=int, default=None, metavar="N",
+                   help="Square's query budget in --verify (default: the trials' square_queries, 5000)")
     p.set_defaults(func=cmd_report)
 
 
@@ -180,6 +238,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the report; print its summary (and the paper comparison of a ``paper_table`` sweep)."""
     from analysis.report import write_report
 
+    if args.verify:
+        from .verify import verify_front
+
+        print(f"verifying the Pareto front ({args.verify_suite} AutoAttack + Square + masking audit) ...",
+              file=sys.stderr)
+        verify_front(args.sweep_dir, args.verify_suite, args.square_queries, args.objectives or None)
     path = write_report(args.sweep_dir, args.objectives or None, args.format, log_to_mlflow=not args.no_mlflow)
     summary = path.parent / "summary.txt"
     print(summary.read_text() if summary.is_file() else "", end="")
@@ -193,13 +257,14 @@ def _options(args: argparse.Namespace) -> "SweepOptions":
     return SweepOptions(out=getattr(args, "out", None), address=args.address,
                         storage=getattr(args, "storage", None), tracking_uri=getattr(args, "tracking_uri", None),
                         study_storage=getattr(args, "study_storage", None),
-                        num_cpus=args.num_cpus, verbose=0 if args.quiet else 1)
+                        num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
+                        verify=None if args.verify == "none" else args.verify)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from trainable.config import parse_overrides
 
-    from .spec import load_spec
+    from .spec import load_spec, training_rows
 
     spec = load_spec(args.spec, args.preset, parse_overrides(args.overrides))
     objectives = ", ".join(f"{o.metric} ({o.mode})" for o in spec.objectives)
@@ -209,6 +274,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"{', ASHA on ' + spec.scheduler.metric if spec.scheduler else ''}")
     print(f"  objectives: {objectives}")
     print("\n".join(params))
+    print("  trains:")
+    print("\n".join(f"    {line}" for line in training_rows(spec)))
     return EXIT_OK
 
 
@@ -299,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_sweep(sub)
     _add_resume(sub)
+    _add_check(sub)
     _add_validate(sub)
     _add_train(sub)
     _add_ui(sub)

@@ -92,6 +92,9 @@ HISTORY_FILE = "history.parquet"  # one row per trial and epoch
 MLFLOW_DB = "mlflow.db"  # MLflow's store (unless --tracking-uri)
 ARTIFACTS_DIR = "mlartifacts"  # MLflow's artifacts of that store
 REPORT_DIR = "report"  # `orchestrator report`
+VERIFIED_FILE = "verified.parquet"  # the front's trials re-evaluated with the strong attack + audit
+# Objectives whose values verification replaces by the worst case over PGD and the strong attack.
+VERIFIED_METRICS = ("robust_acc", "autoattack_acc", "pgd_restarts_acc")
 
 
 @dataclass
@@ -109,6 +112,7 @@ class SweepState:
     study_url: str  # "sqlite:///optuna.db" (relative), journal:///FILE or a server URL without its password
     created: str
     sweeps: list[dict[str, Any]] = field(default_factory=list)  # one entry per run/resume
+    spec_sha256: str = ""  # of the spec copy: resume refuses an edited copy ("" in older sweeps: unchecked)
 
     def save(self, sweep_dir: Path) -> None:
         """Write atomically (temporary file + rename)."""
@@ -128,6 +132,15 @@ class SweepState:
             return cls(**{k: v for k, v in raw.items() if k in known})
         except (ValueError, TypeError, AttributeError) as exc:
             raise SweepError(f"{path}: unreadable ({first_line(exc)})") from None
+
+    def check_spec(self, sweep_dir: Path) -> None:
+        """Refuse (one line) a spec copy edited since the sweep started."""
+        import hashlib
+
+        path = Path(sweep_dir) / SPEC_COPY
+        if self.spec_sha256 and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != self.spec_sha256:
+            raise SweepError(f"{path}: edited since the sweep started (its SHA-256 differs from {STATE_FILE}'s "
+                             f"spec_sha256); restore it to resume, or start a new sweep with the edited spec")
 
     # --- where things are ----------------------------------------------------------------------
     def experiment_dir(self, sweep_dir: Path) -> str:
@@ -220,6 +233,27 @@ def relative_path(sweep_dir: Path, path: str) -> str:
         return path
 
 
+def relocated_artifact_uri(sweep_dir: Path, tracking_uri: str, artifact_uri: str) -> str:
+    """A run's artifact URI in the sweep's own MLflow store, moved along with the sweep directory.
+
+    MLflow stores each run's artifact location as an absolute ``file://`` URI; when `tracking_uri` (as
+    stored in `SweepState`) is the sweep's own relative store and the URI points into an
+    ``mlartifacts/`` directory elsewhere, the same place under this sweep's ``mlartifacts/`` is returned.
+    Any other URI is returned unchanged.
+    """
+    from urllib.parse import unquote, urlparse
+
+    if relative_url(sweep_dir, tracking_uri) != f"sqlite:///{MLFLOW_DB}" or not artifact_uri.startswith("file://"):
+        return artifact_uri
+    path = Path(unquote(urlparse(artifact_uri).path))
+    here = (Path(sweep_dir) / ARTIFACTS_DIR).resolve()
+    if ARTIFACTS_DIR not in path.parts or path.is_relative_to(here):
+        return artifact_uri
+    parts = path.parts
+    inside = parts[len(parts) - 1 - parts[::-1].index(ARTIFACTS_DIR) + 1:]
+    return here.joinpath(*inside).as_uri()
+
+
 # --- objectives ----------------------------------------------------------------------------------------
 MODES = ("max", "min")
 
@@ -269,7 +303,7 @@ def parse_objectives(text: str | Iterable[str] | Iterable[Objective]) -> list[Ob
 
 
 # --- trial tables ------------------------------------------------------------------------------------
-STATUSES = ("finished", "early_stopped", "stopped", "failed", "interrupted", "pending")
+STATUSES = ("finished", "early_stopped", "stopped", "timed_out", "failed", "interrupted", "pending")
 FRONT_STATUS = "finished"  # the only status whose trials may be on a Pareto front
 PARAM_PREFIX = "param."  # a swept parameter (or a bundle's setting), as sampled
 CONFIG_PREFIX = "config."  # every setting of the trial, resolved (preset + base + sampled)
@@ -295,8 +329,13 @@ STATUS_TAG = "trial_status"  # on a child run: the trial's status (STATUSES)
 PARENT_TAG = "mlflow.parentRunId"  # on a child run: the sweep's parent run
 OBJECTIVES_PARAM = "objectives"  # on the parent run: "metric:mode,metric:mode"
 # trials.parquet status -> the MLflow run status of the trial's child run
-RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "stopped": "FINISHED", "failed": "FAILED",
-              "interrupted": "KILLED", "pending": "KILLED"}
+RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "stopped": "FINISHED", "timed_out": "FAILED",
+              "failed": "FAILED", "interrupted": "KILLED", "pending": "KILLED"}
+# trials.parquet status -> the Optuna state of the trial (None: still RUNNING, the trial continues on resume).
+# A trial cut short (scheduler, the sweep's time limit) is PRUNED; one that errored or ran past its own
+# time limit is FAIL (it produced no objective worth learning from).
+OPTUNA_STATE = {"finished": "COMPLETE", "early_stopped": "PRUNED", "stopped": "PRUNED", "timed_out": "FAIL",
+                "failed": "FAIL", "interrupted": None, "pending": None}
 
 
 def mlflow_metric_name(name: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from trainable.tune_adapter import TrialSettings, build_config
+from trainable.tune_adapter import FAILED_MARKER, TIMED_OUT, TrialSettings, build_config
 
 from .layout import CONFIG_PREFIX, FINAL_KEY, HISTORY_FILE, PARAM_PREFIX, TRIALS_FILE, TUNE_KEYS, first_line
 
@@ -55,11 +55,13 @@ def trial_status(tune_status: str, last_result: Mapping[str, Any] | None, early_
 
 def collect(experiment_path: str, param_names: Iterable[str], early_stop_status: str,
             optuna_trials: Mapping[str, tuple[int, str]] | None = None,
-            settings: TrialSettings | None = None, time_limit_reached: bool = False) -> SweepResults:
+            settings: TrialSettings | None = None, time_limit_reached: bool = False,
+            cut_short: set[str] | frozenset[str] = frozenset()) -> SweepResults:
     """Read Ray Tune's experiment directory into the two tables.
 
     `optuna_trials` maps a Tune trial id to (Optuna trial number, Optuna state name); `settings`
-    (the sweep's shared trial settings) gives each trial's ``config.<name>`` columns.
+    (the sweep's shared trial settings) gives each trial's ``config.<name>`` columns; `cut_short`
+    names trials an earlier run's time limit stopped (status ``stopped``).
     """
     from ray.tune import ExperimentAnalysis
 
@@ -76,8 +78,14 @@ def collect(experiment_path: str, param_names: Iterable[str], early_stop_status:
     histories: list[pd.DataFrame] = []
     for trial in analysis.trials:
         last = dict(trial.last_result or {})
-        row: dict[str, Any] = {"trial_id": trial.trial_id,
-                               "status": trial_status(trial.status, last, early_stop_status, time_limit_reached)}
+        number, state = optuna_trials.get(trial.trial_id, (None, None))
+        status = trial_status(trial.status, last, early_stop_status, time_limit_reached)
+        if trial.status == "TERMINATED" and status != "finished" and (state == "RUNNING"
+                                                                        or trial.trial_id in cut_short):
+            status = "stopped"  # ended by the sweep's time limit: Tune stops those without telling the searcher
+        if trial.status == "ERROR" and (marker_text(trial) or "").startswith(TIMED_OUT):
+            status = "timed_out"
+        row: dict[str, Any] = {"trial_id": trial.trial_id, "status": status}
         for name in param_names:
             row[PARAM_PREFIX + name] = trial.config.get(name)
         if settings is not None:
@@ -93,7 +101,6 @@ def collect(experiment_path: str, param_names: Iterable[str], early_stop_status:
         row["hostname"] = last.get("hostname")
         row["pid"] = last.get("pid")
         row["error"] = _error_line(trial) if trial.status == "ERROR" else None
-        number, state = optuna_trials.get(trial.trial_id, (None, None))
         row["optuna_number"] = number
         row["optuna_state"] = state
         rows.append(row)
@@ -148,6 +155,20 @@ def write(results: SweepResults, sweep_dir: Path) -> tuple[Path, Path]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def marker_text(trial: Any) -> str | None:
+    """The trial's deterministic-failure marker in Tune's storage (`trainable.tune_adapter`), or None."""
+    try:
+        import pyarrow.fs as pafs
+
+        fs, path = trial.storage.storage_filesystem, f"{trial.path}/{FAILED_MARKER}"
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return None
+        with fs.open_input_stream(path) as fh:
+            return fh.readall().decode(errors="replace").strip()
+    except Exception:  # noqa: BLE001 - no readable marker: the trial is judged by its error alone
+        return None
 
 
 def _error_line(trial: Any) -> str | None:

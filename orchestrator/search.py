@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from .layout import FINAL_KEY, TUNE_TRIAL_ATTR
+from .layout import FINAL_KEY, TUNE_TRIAL_ATTR, first_line
 from .samplers import make_sampler
 from .space import SearchSpace
-from .study_storage import open_storage
+from .study_store import is_transient, load_study, study_storage, with_retry
 
 log = logging.getLogger(__name__)
 
@@ -27,123 +28,174 @@ log = logging.getLogger(__name__)
 class ParetoOptunaSearch(OptunaSearch):
     """OptunaSearch that keeps the Pareto front clean and links Optuna trials to Tune trials.
 
-    - A trial stopped before its last epoch (ASHA, time limit) is told PRUNED, never COMPLETE with
-      partial metrics (a partial result would pollute the front); an errored one FAIL.
+    - A trial stopped before its last epoch (ASHA) is told PRUNED, never COMPLETE with partial
+      metrics (a partial result would pollute the front); an errored one FAIL.
     - Each Optuna trial carries the user attribute ``tune_trial_id``.
+    - It caps concurrency itself (`set_max_concurrency` answers True, so Tune's `ConcurrencyLimiter`
+      passes every call through): a trial a resume re-runs is counted as live and its outcome is
+      told, where the limiter would drop a trial it did not suggest in this run.
     - A FAILED trial that a resume retries and finishes is added as a new COMPLETE trial (Optuna
       cannot change a finished trial) with ``retried_from`` = the old trial's number.
-    - The experiment snapshot Ray Tune writes (`save`) holds the sampler and the Tune-to-Optuna trial
-      ids only, not the study with its cached trials or the storage (its URL may carry a password):
-      its size stays flat as the study grows; `restore` reattaches them to the study the resumed
-      searcher opened. Finished trials are dropped from memory once told.
+    - `rebind` (before a resumed fit) points the restored searcher at the study where the sweep
+      directory is now and names the trials Tune will run again.
+    - A study that stays locked past the storage's retries is logged and, for a suggestion, asked
+      again later (no traceback from inside Tune); an untold outcome is told by the sweep's repair.
     """
 
-    _SNAPSHOT_SKIP = ("_ot_study", "_storage", "_ot_trials")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, study_url: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._ot_id_map: dict[str, int] = {}  # told trials: Tune trial id -> Optuna storage trial id
+        self._study_url = study_url
+        self._max_live: int | None = None
+        self._live: set[str] = set()
+        self._rebind: tuple[str, set[str]] | None = None
 
-    def save(self, checkpoint_path: str) -> None:
-        import pickle
-
-        state = {k: v for k, v in self.__dict__.items() if k not in self._SNAPSHOT_SKIP}
-        state["_ot_ids"] = self._ot_ids()
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump(state, fh)
-
-    def restore(self, checkpoint_path: str) -> None:
-        import pickle
-
-        with open(checkpoint_path, "rb") as fh:
-            state = pickle.load(fh)
-        if not isinstance(state, dict) or "_ot_ids" not in state:  # a snapshot of the full searcher
-            super().restore(checkpoint_path)
-            return
-        ids = state.pop("_ot_ids")
-        self.__dict__.update(state)
-        self._ot_id_map = dict(ids)
-        study = self._ot_study
-        assert study is not None
-        study.sampler = self._sampler  # the sampler's state (its random generator) as of the snapshot
-        self._ot_trials = {tid: optuna.trial.Trial(study, number) for tid, number in ids.items()
-                           if tid not in self._completed_trials}
-
-    def _ot_ids(self) -> dict[str, int]:
-        """Tune trial id -> Optuna's storage trial id, for every trial this searcher has asked for."""
-        ids = dict(self._ot_id_map)
-        ids.update({tid: t._trial_id for tid, t in self._ot_trials.items()})
-        return ids
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        self._max_live = max_concurrent
+        return True
 
     def suggest(self, trial_id: str) -> dict | None:
+        if self._max_live is not None and len(self._live) >= self._max_live:
+            return None
         new = trial_id not in self._ot_trials
-        config = super().suggest(trial_id)
-        if new and trial_id in self._ot_trials:
-            self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        try:
+            config = super().suggest(trial_id)
+            if new and trial_id in self._ot_trials:
+                with_retry(self._ot_trials[trial_id].set_user_attr, TUNE_TRIAL_ATTR, trial_id, what="set_user_attr")
+        except Exception as exc:  # noqa: BLE001 - a locked study: no trial now, Tune asks again
+            if not is_transient(exc):
+                raise
+            log.error("the Optuna study stayed locked (%s); no new trial now, asking again later", first_line(exc))
+            return None
+        if config is not None:
+            self._live.add(trial_id)
         return config
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self._completed_trials:
+            self._live.add(trial_id)  # a trial Tune runs again after a resume counts against the cap
+        super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._live.discard(trial_id)
         ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None and trial_id in self._ot_id_map:
-            assert self._ot_study is not None
-            ot_trial = optuna.trial.Trial(self._ot_study, self._ot_id_map[trial_id])
         if ot_trial is None:
             log.warning("Optuna knows no trial for Tune trial %s; not recorded in the study", trial_id)
             return
-        try:
-            self._complete(trial_id, ot_trial, result, error)
-        finally:  # told: keep only its id (a resume may retry it), not the trial object
-            self._ot_id_map[trial_id] = ot_trial._trial_id
-            self._ot_trials.pop(trial_id, None)
-
-    def _complete(self, trial_id: str, ot_trial: Any, result: dict | None, error: bool) -> None:
-        values = None
-        if error or not result:
-            state = TrialState.FAIL
-        elif result.get(FINAL_KEY) != 1.0:
-            state = TrialState.PRUNED
-        else:
-            values = [result.get(m) for m in self.metric]
-            bad = [m for m, v in zip(self.metric, values) if v is None or not math.isfinite(float(v))]
-            state = TrialState.COMPLETE
-            if bad:
-                log.warning("trial %s finished without a finite %s; told to Optuna as FAIL", trial_id, bad)
-                state, values = TrialState.FAIL, None
+        state, values = outcome_state(result, error, self.metric)
         study = self._ot_study
         assert study is not None  # set up by OptunaSearch before the first suggestion
-        current = study._storage.get_trial(ot_trial._trial_id)
-        if current.state.is_finished():
-            if state == TrialState.COMPLETE and current.state != TrialState.COMPLETE and values is not None:
-                self._supersede(current, values, trial_id)
-            self._completed_trials.add(trial_id)
-            return
         try:
-            study.tell(ot_trial, values, state=state)
+            current = with_retry(study._storage.get_trial, ot_trial._trial_id, what="get_trial")
+            if current.state.is_finished():
+                if state == TrialState.COMPLETE and current.state != TrialState.COMPLETE and values is not None:
+                    self._supersede(current, values, trial_id)
+            else:
+                with_retry(study.tell, current.number, values, state=state, what="tell")
         except Exception as exc:  # noqa: BLE001 - a study problem must not stop the sweep
-            log.warning("Optuna tell failed for trial %s: %s", trial_id, exc)
+            log.error("Optuna could not record trial %s (%s: %s); the sweep's repair tells it again at the "
+                      "end and `orchestrator check` lists it until then", trial_id, type(exc).__name__,
+                      first_line(exc))
         self._completed_trials.add(trial_id)
 
     def _supersede(self, old: optuna.trial.FrozenTrial, values: list[Any], trial_id: str) -> None:
-        new = optuna.trial.create_trial(params=old.params, distributions=old.distributions, values=values,
-                                        user_attrs={**old.user_attrs, TUNE_TRIAL_ATTR: trial_id,
-                                                    "retried_from": old.number})
         assert self._ot_study is not None
-        self._ot_study.add_trial(new)
+        supersede(self._ot_study, old, values, trial_id)
+
+    # --- pickling and resume ----------------------------------------------------------------------
+    # Tune pickles the searcher twice: with the Tuner (tuner.pkl) and as its state (Searcher.save). An
+    # RDBStorage unpickles by connecting to its URL and creating the tables there, so a pickled storage
+    # would reconnect to (or create an empty study at) the place the sweep directory was when it was
+    # saved. Neither pickle holds the storage, the study or Optuna trial objects: only the study URL and
+    # the Optuna trial ids, and the study is connected when the run knows where it is (`rebind`).
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_storage", "_ot_study", "_rebind")}
+        state["_ot_trials"] = {tid: _TrialRef(t._trial_id) for tid, t in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._storage, self._ot_study, self._rebind = None, None, None
+
+    def save(self, checkpoint_path: str) -> None:
+        kept = self.__dict__.copy()
+        self.__dict__.update(self.__getstate__(), _storage=None, _ot_study=None, _rebind=None)
+        try:
+            super().save(checkpoint_path)  # Ray's pickle of the searcher's attributes
+        finally:
+            self.__dict__.clear()
+            self.__dict__.update(kept)
+
+    def rebind(self, study_url: str, resumed: set[str]) -> None:
+        """Before a resumed fit: the study's URL now, and the Tune trials this run continues or retries."""
+        self._rebind = (study_url, set(resumed))
+        self._connect(study_url)
+
+    def restore(self, checkpoint_path: str) -> None:
+        rebind, max_live = self._rebind, self._max_live
+        super().restore(checkpoint_path)  # what `save` wrote: no storage, study or Optuna trial objects
+        self._rebind, self._max_live = None, max_live
+        url = rebind[0] if rebind is not None else self._study_url
+        self._connect(url)
+        if rebind is not None:
+            self._live = set(rebind[1])
+            self._completed_trials -= rebind[1]
+
+    def _connect(self, url: str) -> None:
+        self._study_url = url
+        self._storage = study_storage(url)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,  # type: ignore[assignment]
+                                           sampler=self._sampler)
+
+
+@dataclass(frozen=True)
+class _TrialRef:
+    """An Optuna trial by id, as the searcher keeps trials across a pickle (no study, no storage)."""
+
+    _trial_id: int
+
+
+def outcome_state(result: dict | None, error: bool, metrics: Any) -> tuple[TrialState, list[Any] | None]:
+    """The Optuna state (and values) of a Tune outcome: COMPLETE only for a trial that ran its full
+    budget with finite objectives; PRUNED when stopped before its last epoch; FAIL for an error."""
+    if error or not result:
+        return TrialState.FAIL, None
+    if result.get(FINAL_KEY) != 1.0:
+        return TrialState.PRUNED, None
+    metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+    values: list[Any] = [result.get(m) for m in metrics]
+    bad = [m for m, v in zip(metrics, values) if v is None or not math.isfinite(float(v))]
+    if bad:
+        log.warning("a trial finished without a finite %s; told to Optuna as FAIL", bad)
+        return TrialState.FAIL, None
+    return TrialState.COMPLETE, [float(v) for v in values]
+
+
+def supersede(study: optuna.Study, old: optuna.trial.FrozenTrial, values: list[Any], trial_id: str) -> None:
+    """Add a COMPLETE trial for Tune trial `trial_id` whose Optuna trial `old` was FAIL/PRUNED (unless
+    the study already holds a COMPLETE one for it: an outcome is never told twice)."""
+    done = with_retry(study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,), what="get_trials")
+    if any(t.user_attrs.get(TUNE_TRIAL_ATTR) == trial_id for t in done):
+        return
+    new = optuna.trial.create_trial(params=old.params, distributions=old.distributions, values=values,
+                                    user_attrs={**old.user_attrs, TUNE_TRIAL_ATTR: trial_id,
+                                                "retried_from": old.number})
+    with_retry(study.add_trial, new, what="add_trial")
 
 
 def make_searcher(space: SearchSpace, metrics: list[str], modes: list[str], sampler: str,
                   sampler_options: dict[str, Any], study_name: str, study_url: str,
                   concurrency: int = 1) -> ParetoOptunaSearch:
-    """The searcher of a sweep: its study `study_name` at `study_url` (created or continued)."""
+    """The searcher of a sweep: its study `study_name` at `study_url` (created or continued); the
+    sampler's defaults follow the `concurrency` (`orchestrator.samplers`)."""
     return ParetoOptunaSearch(space, metric=metrics, mode=modes,
                               sampler=make_sampler(sampler, sampler_options, space.grid(), concurrency),
-                              study_name=study_name, storage=open_storage(study_url))
+                              study_name=study_name, storage=study_storage(study_url), study_url=study_url)
 
 
 def optuna_links(study_url: str, study_name: str) -> dict[str, tuple[int, str]]:
     """Tune trial id -> (Optuna trial number, state name), from the study on disk."""
     try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(study_url))
+        study = load_study(study_url, study_name)
     except KeyError:
         return {}
     out: dict[str, tuple[int, str]] = {}
@@ -156,7 +208,7 @@ def optuna_links(study_url: str, study_name: str) -> dict[str, tuple[int, str]]:
 
 def fail_orphan_optuna_trials(study_url: str, study_name: str, known: set[str]) -> int:
     """Optuna trials still RUNNING whose Tune trial is unknown (lost with a killed driver) -> FAIL."""
-    study = optuna.load_study(study_name=study_name, storage=open_storage(study_url))
+    study = load_study(study_url, study_name)
     count = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get(TUNE_TRIAL_ATTR) not in known:

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping
 
 import optuna
 
-from trainable.config import METHODS, ConfigError, TrialConfig, field_names
+from trainable.config import METHODS, ConfigError, TrialConfig, field_names, merge_settings
 
 from .checks import FIELD_TYPES, Checker, short, show, unknown
 
@@ -245,7 +245,7 @@ def _check_combinations(check: Checker, space: SearchSpace, base_values: dict[st
     for chosen in space.corner_settings(CORNER_LIMIT):
         values = {k: v for k, v in chosen.items() if k in FIELD_TYPES}
         try:
-            TrialConfig.from_dict({**base_values, **values})
+            TrialConfig.from_dict(merge_settings(base_values, values))
         except ConfigError as exc:
             shown = ", ".join(f"{k}={short(v)}" for k, v in chosen.items())
             raise check.fail("space", f"the combination {{{shown}}} is not a valid trial: {exc}") from None
@@ -320,7 +320,7 @@ class _Grammar:
             if log:
                 raise check.fail(f"{key}.step", "cannot be combined with log: true")
         for i, bound in enumerate((low, high)):
-            check.trial_config(f"{key}.{kind}[{i}]", {**self.base_values, name: bound})
+            check.trial_config(f"{key}.{kind}[{i}]", merge_settings(self.base_values, {name: bound}))
         return Param(name, kind, low, high, log=log, step=step, when=when)
 
     def choice(self, key: str, name: str, values: Any, when: dict[str, tuple[Any, ...]]) -> Param:

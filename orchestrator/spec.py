@@ -16,10 +16,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from trainable.config import PRESETS, TrialConfig, field_names, large_epsilon_warning
+from trainable.config import PRESETS, TrialConfig, field_names, large_epsilon_warning, merge_settings
 from trainable.data import DATASETS, data_problem
 
-from .checks import FIELD_TYPES, Checker, SpecError, show, unknown, unknown_metric
+from .checks import FIELD_TYPES, Checker, SpecError, short, show, unknown, unknown_metric
 from .execution import Execution, check_execution
 from .layout import MODES, Objective, did_you_mean, first_line, one_line
 from .samplers import SAMPLERS, concurrency_warnings
@@ -65,6 +65,7 @@ class SweepSpec:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     execution: Execution = field(default_factory=Execution)  # how the driver runs it (`orchestrator.execution`)
     warnings: list[str] = field(default_factory=list)  # "<file>: <key>: ..." lines: valid but suspicious
+    trial_time_limit_s: float | None = None  # budget.trial_time_limit: an attempt running longer is stopped
 
     @property
     def metrics(self) -> list[str]:
@@ -76,7 +77,43 @@ class SweepSpec:
 
     def base_config(self) -> TrialConfig:
         """Preset + base settings as a TrialConfig."""
-        return TrialConfig.from_dict({**PRESETS[self.preset], **self.base})
+        return TrialConfig.from_dict(merge_settings(PRESETS[self.preset], self.base))
+
+
+def trial_configs(space: SearchSpace, limit: int = CORNER_LIMIT) -> list[tuple[dict[str, Any], TrialConfig]]:
+    """(chosen values, resolved TrialConfig) for each combination of representative values of the
+    space (choices, bundles, range bounds; at most `limit`), as `validate` lists the rows."""
+    out = []
+    for chosen in space.corner_settings(limit):
+        values = {k: v for k, v in chosen.items() if k in FIELD_TYPES}
+        out.append((chosen, TrialConfig.from_dict(merge_settings(space.base, values))))
+    return out
+
+
+def describe_training(config: TrialConfig) -> str:
+    """One line of what a trial trains: method, profile, epochs, m or K, crops, batch size."""
+    objective, adversary, views = config.resolved
+    attack = {"free": f", m {config.replay_steps}", "pgd": f", PGD-{config.pgd_steps}"}.get(adversary, "")
+    budget = f" (budget_epochs {config.budget_epochs})" if config.budget_epochs else ""
+    return (f"{config.method or 'custom'} ({objective}+{adversary}+{views}), profile {config.profile}, "
+            f"epochs {config.epochs}{budget}{attack}, crops {config.num_crops}, batch {config.batch_size}")
+
+
+def training_rows(spec: SweepSpec, limit: int = 24) -> list[str]:
+    """`validate`'s listing: what each row of the space trains (one line per distinct combination of
+    bundles and choices, seeds left out; ranges show their bounds), at most `limit` lines."""
+    rows = trial_configs(spec.space)
+    lines: list[str] = []
+    for chosen, config in rows:
+        label = " ".join(f"{k}={short(v)}" for k, v in chosen.items() if k in spec.space.names and k != "seed")
+        line = f"{label or 'base'}: {describe_training(config)}"
+        if line not in lines:
+            lines.append(line)
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... and {len(lines) - limit} more combinations"]
+    if not rows:
+        lines.append(f"base: {describe_training(spec.base_config())}")
+    return lines
 
 
 # --- entry points ------------------------------------------------------------------------------------
@@ -159,7 +196,7 @@ class _SpecChecker(Checker):
             raise self.fail(where, f"unknown preset {show(preset)}{did_you_mean(preset, list(PRESETS))}; "
                                    f"allowed: {', '.join(PRESETS)}")
         base = self.base(raw.get("base", {}), preset, overrides)
-        base_values = {**PRESETS[preset], **base}
+        base_values = merge_settings(PRESETS[preset], base)
         base_config = self.trial_config("base", base_values)
 
         objectives = self.objectives(raw["objectives"], base_config)
@@ -172,6 +209,8 @@ class _SpecChecker(Checker):
         execution = check_execution(self, raw.get("execution"))
         cpu, gpu = self.resources(raw.get("resources", {}))
         retries = self.integer("retries", raw.get("retries", 1), 0)
+        trial_limit = raw["budget"].get("trial_time_limit")
+        trial_limit_s = None if trial_limit is None else self.duration("budget.trial_time_limit", trial_limit)
         self.check_data(space, base_values, base)
         self.epsilon_warnings(base_config, space)
         return SweepSpec(
@@ -179,6 +218,7 @@ class _SpecChecker(Checker):
             trials=trials, concurrency=concurrency, time_limit_s=time_limit, sampler=sampler,
             sampler_options=sampler_options, scheduler=scheduler, cpu=cpu, gpu=gpu, retries=retries,
             base=base, space=space, raw=raw, execution=execution, warnings=list(self.warnings),
+            trial_time_limit_s=trial_limit_s,
         )
 
     def base(self, value: Any, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +255,7 @@ class _SpecChecker(Checker):
         return out
 
     def budget(self, value: Any, sampler: str, space: SearchSpace) -> tuple[int, int, float | None]:
-        self.keys("budget", value, ("trials", "concurrency", "time_limit"),
+        self.keys("budget", value, ("trials", "concurrency", "time_limit", "trial_time_limit"),
                   required=() if sampler == "grid" else ("trials",))
         if sampler == "grid":
             size = space.grid_size()
@@ -273,13 +313,7 @@ class _SpecChecker(Checker):
                                                f"every epoch); got {base['eval_every']}")
         if "eval_every" in space.names:
             raise self.fail("space.eval_every", "cannot be swept with the ASHA scheduler (it is fixed to 1)")
-        epochs = [base_config.epochs]
-        for p in space.params:
-            if p.name == "epochs":
-                epochs.append(int(p.bounds[1]) if p.kind == "int" else max(int(c) for c in p.candidates()))
-            for settings in p.bundles.values():
-                if "epochs" in settings:
-                    epochs.append(int(settings["epochs"]))
+        epochs = [base_config.epochs] + [config.epochs for _, config in trial_configs(space)]
         max_t = self.integer("scheduler.max_t", value.get("max_t", max(epochs)), 1)
         grace = self.integer("scheduler.grace_period", value.get("grace_period", 1), 1)
         if grace > max_t:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .layout import JOURNAL_PREFIX, STUDY_FILE, STUDY_PASSWORD_ENV, SweepError, first_line, local_file
@@ -80,21 +81,26 @@ def masked(url: str) -> str:
     return urlunsplit(urlsplit(bare)._replace(netloc=f"{user}:***@{host}"))
 
 
-def open_storage(url: str):  # -> optuna.storages.BaseStorage
-    """The Optuna storage object of `url` (Optuna's string form knows no journal file)."""
+def open_storage(url: str) -> Any:
+    """The Optuna storage object of `url` (Optuna's string form knows no journal file); SQL storages
+    retry SQLite's transient locks (`orchestrator.study_store`)."""
+    from .study_store import study_storage
+
+    return study_storage(url)
+
+
+def journal_storage(url: str) -> Any:
+    """Optuna's `JournalStorage` in the file of ``journal:///FILE``, locked with ``O_EXCL`` (NFS-safe)."""
     import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    if kind(url) == "journal":
-        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-        path = local_file(url)
-        assert path is not None
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
-    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    path = local_file(url)
+    assert path is not None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
 
 
-def _engine_kwargs(url: str) -> dict:
+def engine_kwargs(url: str) -> dict:
     """Server connections that are checked before use (a restarted server or a dropped idle connection
     is reconnected instead of failing the sweep) and fail fast when nothing answers."""
     if kind(url) == "postgresql":

@@ -8,6 +8,7 @@ This module starts, resumes and finishes a sweep around one `ray.tune.Tuner`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -26,11 +27,13 @@ from trainable.tune_adapter import TrialSettings, run_trial
 
 from . import results as results_mod
 from .cluster import check_shared_storage, connect_ray, disconnect_ray, trial_resources
+from .integrity import check_sweep, repair_study, time_limited
 from .layout import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     HISTORY_FILE,
+    MLFLOW_DB,
     OBJECTIVES_PARAM,
     SPEC_COPY,
     STATE_FILE,
@@ -38,6 +41,7 @@ from .layout import (
     TRIALS_FILE,
     SweepError,
     SweepState,
+    first_line,
     format_objectives,
     is_uri,
     local_file,
@@ -45,7 +49,7 @@ from .layout import (
     relative_url,
     with_password,
 )
-from .search import fail_orphan_optuna_trials, make_searcher, optuna_links
+from .search import ParetoOptunaSearch, make_searcher, optuna_links
 from .spec import SweepSpec, load_spec
 from .study_storage import (
     check_study_url,
@@ -64,7 +68,14 @@ from .sweep_dir import (
     preflight,
     release,
 )
-from .tracking import MlflowTrialCallback, Tracker, default_tracking_uri, git_commit, package_versions
+from .tracking import (
+    MlflowTrialCallback,
+    Tracker,
+    default_tracking_uri,
+    git_commit,
+    package_versions,
+    probe_tracking,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +93,8 @@ class SweepOptions:
     study_storage: str | None = None  # the Optuna study's URL; default the spec's, else sqlite in the sweep dir
     num_cpus: int | None = None  # CPUs of the local Ray instance (default: all)
     verbose: int = 1  # Ray Tune's progress output: 0 silent, 1 status table, 2 every result
+    verify: str | None = "cheap"  # AutoAttack suite re-verifying the front at the end; None: do not verify
+    verify_square_queries: int = 1000  # Square's queries in that verification (CPU minutes, not hours)
 
 
 def trial_settings(spec: SweepSpec) -> TrialSettings:
@@ -94,7 +107,8 @@ def trial_settings(spec: SweepSpec) -> TrialSettings:
         base["data_dir"] = str(Path(base["data_dir"]).resolve())  # trials run in their own directories
     metrics = tuple(spec.base_config().metric_names())
     return TrialSettings(preset=spec.preset, base=base, labels=spec.space.labels, metric_names=metrics,
-                         checkpoint_every=spec.execution.checkpoint_every)
+                         checkpoint_every=spec.execution.checkpoint_every,
+                         trial_time_limit_s=spec.trial_time_limit_s)
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -125,7 +139,9 @@ def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], optio
         hint = " (continue it with `orchestrator resume`)" if (sweep_dir / STATE_FILE).exists() else ""
         raise SweepError(f"--out {sweep_dir}: already exists and is not empty{hint}")
     preflight(sweep_dir, experiment_path(sweep_dir, options.storage),
-               options.tracking_uri or default_tracking_uri(sweep_dir))
+              options.tracking_uri or default_tracking_uri(sweep_dir))
+    if options.tracking_uri:
+        probe_tracking(options.tracking_uri)
     given = options.study_storage or spec.execution.study_storage
     study_url = check_study_url(given, "--study-storage" if options.study_storage else
                                 f"{spec.path}: execution.study_storage") if given else None
@@ -149,30 +165,41 @@ def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], optio
     try:
         try:
             trainable, settings = _build_trainable(spec)  # checks resources against the cluster first
+            state = _new_state(spec, sweep_dir, preset, set_pairs, options)
+            _quiet_tune_output()
+            logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial tables"
+            tracking_uri = state.tracking(sweep_dir)
+            tracker = _open_tracker(tracking_uri, spec.name, sweep_dir)
         except BaseException:
+            if (sweep_dir / MLFLOW_DB).exists():  # a store this sweep began to create
+                claimed.append(sweep_dir / MLFLOW_DB)
             release(claimed)
             raise
         print(f"sweep directory: {sweep_dir}", flush=True)
-        state = _new_state(spec, sweep_dir, preset, set_pairs, options)
-        _quiet_tune_output()
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial tables"
-        tracking_uri = state.tracking(sweep_dir)
-        tracker = Tracker(tracking_uri, spec.name, artifact_dir(tracking_uri, sweep_dir))
         state.mlflow_experiment_id = tracker.experiment_id
         state.parent_run_id = tracker.start_parent(sweep_dir.name, _parent_params(spec, set_pairs),
                                                    _parent_tags(spec, sweep_dir, options), sweep_dir / SPEC_COPY)
         state.sweeps.append(_run_entry("sweep", options))
         state.save(sweep_dir)
         tuner = _new_tuner(spec, state, sweep_dir, trainable, settings, options)
-        return _fit_and_finish(tuner, spec, state, tracker, sweep_dir)
+        return _fit_and_finish(tuner, spec, state, tracker, sweep_dir, options)
     finally:
         disconnect_ray()
+
+
+def _open_tracker(tracking_uri: str, name: str, sweep_dir: Path) -> Tracker:
+    """The sweep's MLflow experiment; a store that cannot be opened is one line (exit code 2)."""
+    try:
+        return Tracker(tracking_uri, name, artifact_dir(tracking_uri, sweep_dir), sweep_dir)
+    except Exception as exc:  # noqa: BLE001 - MlflowException, connection errors: the store is unusable
+        raise SweepError(f"MLflow tracking store {tracking_uri}: {first_line(exc)}") from None
 
 
 def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = True) -> int:
     """Continue a sweep from its directory: finished trials kept, unfinished ones from their checkpoints."""
     sweep_dir = sweep_dir.resolve()
     state = SweepState.load(sweep_dir)
+    state.check_spec(sweep_dir)
     spec = load_spec(sweep_dir / SPEC_COPY, state.preset, parse_overrides(state.overrides))
     if options.out is not None and options.out.resolve() != sweep_dir:
         raise SweepError("--out cannot be combined with resume; the sweep continues in its own directory")
@@ -192,13 +219,15 @@ def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = Tr
                              f"(no experiment state was saved)")
         trainable, _settings = _build_trainable(spec)
         print(f"sweep directory: {sweep_dir} (resuming)", flush=True)
-        tracker = Tracker(tracking_uri, spec.name, artifact_dir(tracking_uri, sweep_dir))
+        probe_tracking(tracking_uri)
+        tracker = _open_tracker(tracking_uri, spec.name, sweep_dir)
         tracker.resume_parent(state.parent_run_id)
         state.sweeps.append(_run_entry("resume", options))
         state.save(sweep_dir)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                    resume_errored=retry_failed)
-        return _fit_and_finish(tuner, spec, state, tracker, sweep_dir)
+        _rebind_restored(tuner, state.study(sweep_dir), tracking_uri, _resumed_trials(experiment, retry_failed))
+        return _fit_and_finish(tuner, spec, state, tracker, sweep_dir, options)
     finally:
         disconnect_ray()
 
@@ -208,6 +237,33 @@ def _check_study_storage(url: str) -> None:
     problem = storage_problem(url)
     if problem:
         raise SweepError(problem)
+
+
+def _resumed_trials(experiment: str, retry_failed: bool) -> set[str]:
+    """The Tune trials a resumed fit runs again: unfinished ones, and errored ones when retried."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(experiment)
+    return {t.trial_id for t in analysis.trials
+            if t.status not in ("TERMINATED", "ERROR") or (retry_failed and t.status == "ERROR")}
+
+
+def _rebind_restored(tuner: Any, study_url: str, tracking_uri: str, resumed: set[str]) -> None:
+    """Point what `Tuner.restore` unpickled at where the sweep directory is now: the searcher's study
+    (its pickled storage URL is the one of the run that saved it) and the MLflow callback's store; and
+    re-register with the searcher the trials this fit continues or retries."""
+    local = getattr(tuner, "_local_tuner", None)  # None under Ray Client: the tuner runs on the head node
+    searcher = getattr(getattr(local, "_tune_config", None), "search_alg", None)
+    while searcher is not None and not isinstance(searcher, ParetoOptunaSearch):
+        searcher = getattr(searcher, "searcher", None)
+    callbacks = getattr(getattr(local, "_run_config", None), "callbacks", None) or []
+    if searcher is None:
+        log.warning("the restored searcher cannot be re-bound here; it uses the study URL it was saved with")
+    else:
+        searcher.rebind(study_url, resumed)
+    for callback in callbacks:
+        if isinstance(callback, MlflowTrialCallback):
+            callback.rebind(tracking_uri)
 
 
 def _new_state(spec: SweepSpec, sweep_dir: Path, preset: str | None, set_pairs: list[str],
@@ -220,6 +276,7 @@ def _new_state(spec: SweepSpec, sweep_dir: Path, preset: str | None, set_pairs: 
         mlflow_experiment_id="", parent_run_id="", study_name=spec.name,
         study_url=relative_url(sweep_dir, options.study_storage or default_study_url(sweep_dir)),
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        spec_sha256=hashlib.sha256((sweep_dir / SPEC_COPY).read_bytes()).hexdigest(),
     )
 
 
@@ -280,36 +337,68 @@ def _write_report(sweep_dir: Path) -> None:
         print(f"note: no report: {exc}", file=sys.stderr)
 
 
-def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tracker, sweep_dir: Path) -> int:
+def _verify(sweep_dir: Path, options: SweepOptions) -> None:
+    """Re-verify the front (`orchestrator.verify`) before the report; a sweep that cannot says why."""
+    if not options.verify:
+        return
+    from .verify import verify_front
+
+    print(f"verifying the Pareto front ({options.verify} AutoAttack + Square + masking audit) ...", file=sys.stderr)
+    try:
+        verify_front(sweep_dir, options.verify, options.verify_square_queries)
+    except Exception as exc:  # noqa: BLE001 - the sweep's results and report must survive a failed verification
+        print(f"note: front not verified: {first_line(exc)}", file=sys.stderr)
+
+
+def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tracker, sweep_dir: Path,
+                    options: SweepOptions) -> int:
     _quiet_tune_output()
     _snapshot_period(spec)
     started = time.monotonic()
+    forced = False  # a second Ctrl-C: Tune stops at once; what it saved is still written out
     try:
         tuner.fit()  # returns normally after Ctrl-C too; interruption is detected from the trial states
+    except KeyboardInterrupt:
+        forced = True
+        print("interrupted again: writing what Ray Tune saved (Ctrl-C once more to abandon that)",
+              file=sys.stderr, flush=True)
     except BaseException:
         tracker.finish_parent(state.parent_run_id, "FAILED")
         raise
     elapsed = time.monotonic() - started
-    timed_out = spec.time_limit_s is not None and elapsed >= spec.time_limit_s * 0.99
-    names = spec.space.names + [k for k in spec.space.bundle_keys if k not in spec.space.names]
-    study_url = state.study(sweep_dir)
-    res = results_mod.collect(state.experiment_dir(sweep_dir), names, _early_stop_status(spec),
-                              optuna_links(study_url, state.study_name), trial_settings(spec),
-                              time_limit_reached=timed_out)
-    trials_path, history_path = results_mod.write(res, sweep_dir)
-    counts = res.counts()
-    unfinished = counts.get("interrupted", 0) + counts.get("pending", 0)
-    interrupted = unfinished > 0 or (len(res.trials) < spec.trials and not timed_out)
+    previous = _hold_interrupts()  # the records are written whole, even if Ctrl-C is pressed again
+    try:
+        before = sum(float(e.get("seconds", 0.0)) for e in state.sweeps[:-1])  # earlier runs of this sweep
+        state.sweeps[-1]["seconds"] = round(elapsed, 3)
+        state.save(sweep_dir)
+        timed_out = spec.time_limit_s is not None and before + elapsed >= spec.time_limit_s * 0.99
+        names = spec.space.names + [k for k in spec.space.bundle_keys if k not in spec.space.names]
+        study_url = state.study(sweep_dir)
+        res = results_mod.collect(state.experiment_dir(sweep_dir), names, _early_stop_status(spec),
+                                  optuna_links(study_url, state.study_name), trial_settings(spec),
+                                  time_limit_reached=timed_out, cut_short=time_limited(study_url, state.study_name))
+        for note in repair_study(study_url, state.study_name, res.trials, spec.metrics):
+            print(f"note: {note}", file=sys.stderr)
+        links = optuna_links(study_url, state.study_name)
+        if len(res.trials):
+            res.trials["optuna_number"] = res.trials["trial_id"].map(lambda t: links.get(t, (None, None))[0]).astype("Int64")
+            res.trials["optuna_state"] = res.trials["trial_id"].map(lambda t: links.get(t, (None, None))[1])
+        trials_path, history_path = results_mod.write(res, sweep_dir)
+        counts = res.counts()
+        unfinished = counts.get("interrupted", 0) + counts.get("pending", 0)
+        interrupted = forced or unfinished > 0 or (len(res.trials) < spec.trials and not timed_out)
+        _tracking_safely(tracker.reconcile_children, state.parent_run_id, res.statuses, _trial_params(res.trials))
+        _tracking_safely(tracker.backfill, state.parent_run_id, res.history, res.statuses)
+    finally:
+        _restore_interrupts(previous)
     if not interrupted:
-        orphans = fail_orphan_optuna_trials(study_url, state.study_name, set(res.statuses))
-        if orphans:
-            print(f"note: {orphans} Optuna trial(s) of trials lost with a killed driver were marked FAIL",
-                  file=sys.stderr)
-    tracker.reconcile_children(state.parent_run_id, res.statuses)
+        _verify(sweep_dir, options)
     _write_report(sweep_dir)
-    tracker.finish_parent(state.parent_run_id, "KILLED" if interrupted else "FINISHED",
-                          artifacts=[trials_path, history_path], counts=counts)
+    _tracking_safely(tracker.finish_parent, state.parent_run_id, "KILLED" if interrupted else "FINISHED",
+                     [trials_path, history_path], counts)
     _print_summary(res, spec, sweep_dir, elapsed, masked(study_url))
+    verdict = check_sweep(sweep_dir)
+    print(verdict.summary(), file=sys.stderr if not verdict.ok else sys.stdout)
     if interrupted:
         print(f"sweep interrupted ({len(res.trials)}/{spec.trials} trials started, {unfinished} unfinished); "
               f"continue with: orchestrator resume {sweep_dir}", file=sys.stderr)
@@ -317,7 +406,41 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
     if timed_out:
         print(f"note: the time limit ({spec.time_limit_s:g}s) ended the sweep; trials cut short have status "
               f"'stopped'", file=sys.stderr)
-    return EXIT_FAILED if counts.get("failed", 0) else EXIT_OK
+    return EXIT_FAILED if counts.get("failed", 0) or counts.get("timed_out", 0) or not verdict.ok else EXIT_OK
+
+
+def _trial_params(trials: Any) -> dict[str, dict[str, Any]]:
+    """Trial id -> its sampled parameters (``param.<name>`` columns), for a child run MLflow lacks."""
+    cols = [c for c in trials.columns if c.startswith("param.")] if len(trials) else []
+    return {row["trial_id"]: {c.removeprefix("param."): row[c] for c in cols
+                              if row[c] is not None and not (isinstance(row[c], float) and row[c] != row[c])}
+            for row in (trials.to_dict("records") if len(trials) else [])}
+
+
+def _tracking_safely(func: Any, *args: Any) -> None:
+    """An MLflow call at the end of a sweep; an unreachable store is logged (`check` lists what it lacks)."""
+    try:
+        func(*args)
+    except Exception as exc:  # noqa: BLE001 - the results are in Parquet; MLflow catches up on resume
+        print(f"warning: MLflow tracking failed ({type(exc).__name__}: {first_line(exc)}); the results are in "
+              f"Parquet and `orchestrator resume` logs what MLflow lacks", file=sys.stderr)
+
+
+def _hold_interrupts() -> Any:
+    """Ignore SIGINT (in the main thread) while the result tables and the records are written."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _restore_interrupts(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_summary(res: results_mod.SweepResults, spec: SweepSpec, sweep_dir: Path, elapsed: float,

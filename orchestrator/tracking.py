@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import platform
 import subprocess
@@ -38,6 +39,7 @@ from .layout import (
     TUNE_KEYS,
     first_line,
     mlflow_metric_name,
+    relocated_artifact_uri,
     sqlite_file,
 )
 
@@ -71,6 +73,30 @@ def sqlite_store_lock(uri: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+TRACKING_PROBE_TIMEOUT_S = 5.0  # how long a tracking server may take to answer /health before a sweep starts
+
+
+def probe_tracking(uri: str) -> None:
+    """Fail within TRACKING_PROBE_TIMEOUT_S when an http(s) tracking server does not answer (MLflow's own
+    client would retry for minutes and then raise a traceback); other stores are checked by preflight."""
+    import urllib.error
+    import urllib.request
+
+    from .layout import SweepError
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=TRACKING_PROBE_TIMEOUT_S):
+            pass
+    except urllib.error.HTTPError:
+        return  # something answers (a server without /health, or behind a proxy): MLflow reports the rest
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise SweepError(f"--tracking-uri {uri}: the MLflow tracking server does not answer ({first_line(reason)}"
+                         f"); start it or choose another --tracking-uri") from None
 
 
 def default_tracking_uri(sweep_dir: Path) -> str:
@@ -115,8 +141,9 @@ def package_versions() -> dict[str, str]:
 class Tracker:
     """The sweep's experiment and parent run, through an `MlflowClient` (no global MLflow state)."""
 
-    def __init__(self, uri: str, experiment: str, artifact_dir: Path | None) -> None:
+    def __init__(self, uri: str, experiment: str, artifact_dir: Path | None, sweep_dir: Path | None = None) -> None:
         self.uri = uri
+        self.sweep_dir = sweep_dir  # artifacts of the sweep's own store follow a moved sweep directory
         with sqlite_store_lock(uri):  # first use creates/migrates the tables: one process at a time
             self.client = MlflowClient(tracking_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
@@ -139,8 +166,20 @@ class Tracker:
         items = [Param(k, _param_value(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[start:start + 100])
-        self.client.log_artifact(run_id, str(spec_file))
+        self.log_artifact(run_id, spec_file)
         return run_id
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        """`MlflowClient.log_artifact`, into the sweep directory where it is now (`relocated_artifact_uri`)."""
+        if self.sweep_dir is not None:
+            stored = self.client.get_run(run_id).info.artifact_uri
+            target = relocated_artifact_uri(self.sweep_dir, self.uri, stored)
+            if target != stored:
+                from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+                LocalArtifactRepository(target).log_artifact(str(path), artifact_path)
+                return
+        self.client.log_artifact(run_id, str(path), artifact_path)
 
     def resume_parent(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
@@ -151,7 +190,7 @@ class Tracker:
         """Log the result files and counts, then mark the parent FINISHED/FAILED/KILLED."""
         for path in artifacts:
             if Path(path).exists():
-                self.client.log_artifact(run_id, str(path))
+                self.log_artifact(run_id, Path(path))
         if counts:
             self.client.log_batch(run_id, metrics=[Metric(f"trials_{k}", float(v), _now_ms(), 0)
                                                    for k, v in counts.items()])
@@ -169,11 +208,13 @@ class Tracker:
             if not token:
                 return runs
 
-    def reconcile_children(self, parent_id: str, statuses: Mapping[str, str]) -> None:
+    def reconcile_children(self, parent_id: str, statuses: Mapping[str, str],
+                           params: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Make MLflow agree with the sweep's results: one child per trial, with the trial's status.
 
         Children of trials Ray Tune no longer knows (lost when a driver was killed before its state
-        was saved) and duplicates are deleted (soft delete: `mlflow gc` removes them for good).
+        was saved) and duplicates are deleted (soft delete: `mlflow gc` removes them for good); a trial
+        with no child (it never started, or MLflow was unreachable when it did) gets one, with `params`.
         """
         kept: dict[str, Any] = {}
         for run in sorted(self.children(parent_id), key=lambda r: r.info.start_time or 0):
@@ -184,6 +225,13 @@ class Tracker:
                 self.client.delete_run(run.info.run_id)
                 continue
             kept[trial_id] = run
+        for trial_id in [t for t in statuses if t not in kept]:
+            run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags={
+                PARENT_TAG: parent_id, TRIAL_TAG: trial_id, STATUS_TAG: statuses[trial_id]})
+            items = [Param(k, _param_value(v)[:6000]) for k, v in (params or {}).get(trial_id, {}).items()]
+            for start in range(0, len(items), 100):
+                self.client.log_batch(run.info.run_id, params=items[start:start + 100])
+            kept[trial_id] = self.client.get_run(run.info.run_id)
         for trial_id, run in kept.items():
             status = statuses[trial_id]
             if run.data.tags.get(STATUS_TAG) != status:
@@ -191,6 +239,50 @@ class Tracker:
             wanted = RUN_STATUS.get(status, "FINISHED")
             if run.info.status != wanted:
                 self.client.set_terminated(run.info.run_id, status=wanted)
+
+
+    def backfill(self, parent_id: str, history: Any, statuses: Mapping[str, str]) -> int:
+        """Log every finite metric of ``history.parquet`` that MLflow lacks or holds with another value at
+        that epoch (lost while MLflow was unreachable, or an epoch trained again): history keeps an epoch's
+        last report, and so does MLflow afterwards (the value logged last for a step). Returns the count."""
+        if history is None or not len(history):
+            return 0
+        try:
+            runs = {r.data.tags.get(TRIAL_TAG): r.info.run_id for r in self.children(parent_id)}
+        except Exception as exc:  # noqa: BLE001 - MLflow still down: `orchestrator check` lists what is missing
+            log.error("MLflow unreachable (%s); metrics missing there stay listed by `orchestrator check`",
+                      first_line(exc))
+            return 0
+        names = [c for c in history.columns if c not in TUNE_KEYS and c not in ("trial_id",)
+                 and c not in ("time_total_s", "training_iteration")]
+        count = 0
+        for trial_id, frame in history.groupby("trial_id"):
+            run_id = runs.get(trial_id)
+            if run_id is None or trial_id not in statuses:
+                continue
+            try:
+                count += self._backfill_run(run_id, frame, names)
+            except Exception as exc:  # noqa: BLE001 - as above
+                log.error("MLflow refused the metrics of trial %s (%s)", trial_id, first_line(exc))
+        return count
+
+    def _backfill_run(self, run_id: str, frame: Any, names: list[str]) -> int:
+        missing: list[Metric] = []
+        now = _now_ms() + 1  # after everything logged so far: this value is the step's last
+        for name in names:
+            if name not in frame.columns:
+                continue
+            key = mlflow_metric_name(name)
+            logged = {int(m.step): m.value for m in sorted(self.client.get_metric_history(run_id, key),
+                                                            key=lambda m: (m.step, m.timestamp))}
+            for epoch, value in zip(frame["epoch"], frame[name]):
+                if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(float(value)):
+                    continue
+                if logged.get(int(epoch)) != float(value):
+                    missing.append(Metric(key, float(value), now, int(epoch)))
+        for start in range(0, len(missing), 1000):
+            self.client.log_batch(run_id, metrics=missing[start:start + 1000])
+        return len(missing)
 
 
 class MlflowTrialCallback(tune.Callback):
@@ -215,6 +307,11 @@ class MlflowTrialCallback(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._reset()
+
+    def rebind(self, uri: str) -> None:
+        """The tracking URI where the sweep's store is now (a restored callback holds the saved one)."""
+        self.uri = uri
         self._reset()
 
     @property

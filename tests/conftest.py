@@ -1,8 +1,11 @@
 """Fixtures every test package shares: the repository root, a working directory per test, the tiny
-spec (`tests/specs.py`) and a writer for spec files."""
+spec (`tests/specs.py`) and a writer for spec files; and a guard that keeps tests independent of
+their order."""
 
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
 from pathlib import Path
 from typing import Callable
@@ -41,3 +44,48 @@ def write_spec(workdir: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def process_state_is_restored():
+    """Each test leaves the process as it found it: torch's thread counts, grad mode and default
+    dtype, the working directory, the environment, and no Ray left connected.
+
+    What a test changed is put back (so later tests never inherit it) and the test fails with a
+    line naming what leaked, so the leak is fixed where it is made.
+    """
+    torch = sys.modules.get("torch")
+    before_torch = _torch_state(torch) if torch is not None else None
+    cwd, env = os.getcwd(), dict(os.environ)
+    yield
+    leaks = []
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        now = _torch_state(torch)
+        reference = before_torch or {"threads": now["threads"], "interop": now["interop"],
+                                     "grad": True, "dtype": torch.float32}
+        for key, value in reference.items():
+            if now[key] != value:
+                leaks.append(f"torch {key} {value} -> {now[key]}")
+        if now["threads"] != reference["threads"]:
+            torch.set_num_threads(reference["threads"])
+        torch.set_grad_enabled(reference["grad"])
+        torch.set_default_dtype(reference["dtype"])
+    if os.getcwd() != cwd:
+        leaks.append(f"working directory {cwd} -> {os.getcwd()}")
+        os.chdir(cwd)
+    changed = sorted(k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k))
+    if changed:
+        os.environ.clear()
+        os.environ.update(env)
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        leaks.append("Ray still connected")
+        ray.shutdown()
+    if leaks:
+        pytest.fail("the test changed process state it did not restore: " + "; ".join(leaks), pytrace=False)
+
+
+def _torch_state(torch) -> dict:
+    return {"threads": torch.get_num_threads(), "interop": torch.get_num_interop_threads(),
+            "grad": torch.is_grad_enabled(), "dtype": torch.get_default_dtype()}

@@ -48,7 +48,8 @@ def pgd_linf(
     backward also adds into the parameters' ``.grad``. Returns a detached delta shaped like ``x``.
     """
     if random_start:
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        where = generator.device if generator is not None else x.device  # a CPU generator may drive a GPU attack
+        noise = torch.rand(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
         delta = project((2 * noise - 1) * epsilon, x, epsilon)
     else:
         delta = torch.zeros_like(x)

@@ -32,7 +32,28 @@ VIEW_FAMILIES = ("crop", "patch")
 DEVICES = ("auto", "cpu", "cuda")
 # Execution settings (the GPU path, BENCHMARKS.md item 7); "auto" resolves per device, see `ExecutionPlan`.
 PRECISIONS = ("auto", "fp32", "bf16")
+# The arithmetic of the passes whose input gradient moves a perturbation (free-AT replays, PGD steps).
+ATTACK_PRECISIONS = ("fp32", "bf16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+
+# Fidelity profiles (docs/METHOD.md section 6): the reference-code quirks each one switches on.
+FIDELITIES = ("corrected", "reference")
+QUIRKS: dict[str, dict[str, bool]] = {
+    "corrected": {"accumulate_attack_grads": False, "faithful_schedule": False},
+    "reference": {"accumulate_attack_grads": True, "faithful_schedule": True},
+}
+# The paper's table (docs/METHOD.md section 5): epochs of a PGD or clean row per objective;
+# a free-AT row trains round(E / m) of them (section 3.2). Used when `epochs` is not given.
+PAPER_EPOCHS = {"emp": 30, "simclr": 500}
+
+# AutoAttack suites (`autoattack_suite`): the published ensemble and cheaper subsets for CPU sweeps.
+AUTOATTACK_SUITES: dict[str, tuple[str, ...]] = {
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    "cheap": ("apgd-ce", "apgd-t"),
+    "apgd-ce+square": ("apgd-ce", "square"),
+    "apgd-ce": ("apgd-ce",),
+    "square": ("square",),
+}
 
 # Metric names reported by `trainable.loop.train` (the contract with orchestrator and analysis).
 BASE_METRICS = ("clean_acc", "robust_acc", "train_loss", "epoch", "train_seconds", "samples_per_second")
@@ -86,7 +107,10 @@ class TrialConfig:
     data_dir: str | None = None
     train_images: int = 0  # 0 = the whole train split; else a class-balanced subset
     # --- schedule and sizes ------------------------------------------------------------------------
-    epochs: int = 10
+    # epochs: None = derived: round(budget_epochs / m) for free AT and budget_epochs otherwise when
+    # budget_epochs > 0, else the paper table's value for the method (see `default_epochs`).
+    epochs: int = None  # type: ignore[assignment]  # an int once validate() has run
+    budget_epochs: int = 0  # equal-budget switch E: PGD/clean rows train E epochs, free-AT rows E/m
     batch_size: int = 100
     num_crops: int = 16
     # --- adversary (sections 2, 3) -----------------------------------------------------------------
@@ -104,9 +128,11 @@ class TrialConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     lars_eta: float = 0.005
-    # --- reference-code quirks, off by default (sections 2, 3.2, 6) ----------------------------------
-    accumulate_attack_grads: bool = False  # PGD: attack backward passes add into parameter grads
-    faithful_schedule: bool = False  # free AT: cosine T_max not multiplied by m (cyclic LR)
+    # --- reference-code quirks (sections 2, 3.2, 6) ---------------------------------------------------
+    fidelity: str = "corrected"  # corrected | reference: sets every quirk below unless it is given
+    # None = the fidelity profile's value; an explicit value overrides the profile (with a warning).
+    accumulate_attack_grads: bool = None  # type: ignore[assignment]  # PGD: attack passes add into param grads
+    faithful_schedule: bool = None  # type: ignore[assignment]  # free AT: cosine T_max not times m (cyclic LR)
     # --- model (section 1.2) ------------------------------------------------------------------------
     width: int = 64
     blocks_per_stage: int = 2
@@ -126,17 +152,24 @@ class TrialConfig:
     probe_batch_size: int = 256
     ncrop_eval: int = 0  # n-crop aggregation accuracy with n views (0 = off)
     autoattack: bool = False  # also report `autoattack_acc` at eval_epsilon (optional package pyautoattack)
+    autoattack_suite: str = "standard"  # standard | cheap (APGD-CE + APGD-T) | apgd-ce+square | apgd-ce | square
+    eval_restarts: int = 0  # > 0: also report `pgd_restarts_acc`, worst case over zero + this many random starts
+    eval_restart_steps: int = 0  # PGD steps per start of `pgd_restarts_acc`; 0 = eval_pgd_steps
+    square: bool = False  # also report `square_acc`: the gradient-free Square attack (pyautoattack)
+    square_queries: int = 5000  # Square's query budget (5000 in standard AutoAttack)
     # --- run -------------------------------------------------------------------------------------
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     # --- execution (how, not what: the same function up to rounding; see `execution_plan`) -----------
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (autocast, encoder forward only)
+    attack_precision: str = "fp32"  # fp32 | bf16: passes whose input gradient moves a perturbation
     memory_format: str = "auto"  # auto (channels_last on CUDA, contiguous on CPU) | contiguous | channels_last
     compile: bool = False  # torch.compile the encoder's training forward
 
     # ------------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
+        self._derived: set[str] = set()  # fields validate() filled in (not given); not a setting
         self.validate()
 
     @property
@@ -157,6 +190,10 @@ class TrialConfig:
             names.append("ncrop_acc")
         if self.autoattack:
             names.append("autoattack_acc")
+        if self.eval_restarts:
+            names.append("pgd_restarts_acc")
+        if self.square:
+            names.append("square_acc")
         return names
 
     def validate(self) -> None:
@@ -180,8 +217,13 @@ class TrialConfig:
             raise ConfigError(_choice_msg("device", self.device, list(DEVICES)))
         if self.precision not in PRECISIONS:
             raise ConfigError(_choice_msg("precision", self.precision, list(PRECISIONS)))
+        if self.attack_precision not in ATTACK_PRECISIONS:
+            raise ConfigError(_choice_msg("attack_precision", self.attack_precision, list(ATTACK_PRECISIONS)))
+        self._resolve_fidelity()
         if self.memory_format not in MEMORY_FORMATS:
             raise ConfigError(_choice_msg("memory_format", self.memory_format, list(MEMORY_FORMATS)))
+        if self.autoattack_suite not in AUTOATTACK_SUITES:
+            raise ConfigError(_choice_msg("autoattack_suite", self.autoattack_suite, list(AUTOATTACK_SUITES)))
         if not isinstance(self.compile, bool):
             raise ConfigError(f"compile: expected true or false, got {self.compile!r}")
         for key in ("epsilon", "eval_epsilon", "alpha", "eval_alpha"):
@@ -193,11 +235,14 @@ class TrialConfig:
         for e in self.eval_epsilons:
             if not 0.0 <= e <= 1.0 or math.isnan(e):
                 raise ConfigError(f"eval_epsilons: {e} is outside [0, 1]; pixels are in [0, 1]{_per_255_hint(e)}")
+        if self.eval_alpha == 0 and self.eval_pgd_steps > 0:
+            raise ConfigError("eval_alpha: 0 leaves the evaluation PGD where it starts; use e.g. 0.01 or 2/255")
         minimum = {
-            "epochs": 0, "batch_size": 2, "num_crops": 1, "replay_steps": 1, "pgd_steps": 1,
+            "budget_epochs": 0, "batch_size": 2, "num_crops": 1, "replay_steps": 1, "pgd_steps": 1,
             "width": 1, "blocks_per_stage": 1, "feature_dim": 1, "hidden_dim": 1, "z_dim": 0,
             "eval_every": 0, "eval_pgd_steps": 0, "eval_images": 0, "probe_images": 0, "probe_epochs": 0,
             "probe_batch_size": 1, "ncrop_eval": 0, "train_images": 0, "threads": 0, "seed": 0,
+            "eval_restarts": 0, "eval_restart_steps": 0, "square_queries": 1,
         }
         for key, low in minimum.items():
             value = getattr(self, key)
@@ -209,6 +254,7 @@ class TrialConfig:
                     raise ConfigError(f"{key}: expected an integer, got {value!r}")
             if value < low:
                 raise ConfigError(f"{key}: {value} is below the minimum {low}")
+        self._resolve_epochs()
         if self.objective == "emp" and self.num_crops < 2:
             raise ConfigError(f"num_crops: {self.num_crops} crops; the EMP invariance term needs at least 2")
         if self.objective == "simclr" and self.num_crops != 2:
@@ -220,9 +266,56 @@ class TrialConfig:
             if not float(getattr(self, key)) >= 0 or math.isinf(float(getattr(self, key))):
                 raise ConfigError(f"{key}: must be >= 0 and finite, got {getattr(self, key)}")
 
+    def _resolve_fidelity(self) -> None:
+        """Fill the quirk switches left unset from the `fidelity` profile (docs/METHOD.md section 6)."""
+        if self.fidelity not in FIDELITIES:
+            raise ConfigError(_choice_msg("fidelity", self.fidelity, list(FIDELITIES)))
+        for key, value in QUIRKS[self.fidelity].items():
+            given = getattr(self, key)
+            if given is None:
+                setattr(self, key, value)
+                self._derived.add(key)
+            elif not isinstance(given, bool):
+                raise ConfigError(f"{key}: expected true or false, got {given!r}")
+
+    def _resolve_epochs(self) -> None:
+        """`epochs` from `budget_epochs` or the paper's table when not given; a given one must agree."""
+        derived = default_epochs(self.objective, self.adversary, self.replay_steps, self.budget_epochs)  # type: ignore[arg-type]
+        if self.epochs is None:
+            self.epochs = derived
+            self._derived.add("epochs")
+            return
+        value: Any = self.epochs
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                self.epochs = value = int(value)
+            else:
+                raise ConfigError(f"epochs: expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"epochs: {value} is below the minimum 0")
+        if self.budget_epochs and value != derived:
+            raise ConfigError(f"epochs: {value} disagrees with budget_epochs={self.budget_epochs}, which gives "
+                              f"{derived} epochs to this {self.adversary} row; set one of the two")
+
+    @property
+    def profile(self) -> str:
+        """The fidelity profile as run: ``reference``, or ``reference+faithful_schedule=false`` when a
+        quirk switch was given against its profile."""
+        off = [f"{k}={str(getattr(self, k)).lower()}" for k, v in QUIRKS[self.fidelity].items()
+               if getattr(self, k) != v]
+        return "+".join([self.fidelity, *off])
+
     def warnings(self) -> list[str]:
         """Settings that are valid but almost certainly a mistake (one line each, not errors)."""
         out = []
+        for key, value in QUIRKS[self.fidelity].items():
+            if getattr(self, key) != value:
+                out.append(f"{key}: {str(getattr(self, key)).lower()} overrides fidelity={self.fidelity} (which sets "
+                           f"{str(value).lower()}); this trial runs neither profile exactly")
+        if self.budget_epochs and self.adversary == "free" and self.budget_epochs % self.replay_steps:
+            out.append(f"budget_epochs: {self.budget_epochs} is not divisible by replay_steps={self.replay_steps}; "
+                       f"the free-AT row trains round({self.budget_epochs}/{self.replay_steps}) = {self.epochs} "
+                       f"epochs (the paper's rule, 500 -> 167 at m = 3)")
         for key in ("epsilon", "eval_epsilon"):
             out += [w for w in [large_epsilon_warning(key, getattr(self, key))] if w]
         out += [w for w in [large_epsilon_warning("eval_epsilons", e) for e in self.eval_epsilons] if w]
@@ -246,7 +339,11 @@ class TrialConfig:
         memory_format = self.memory_format
         if memory_format == "auto":
             memory_format = "channels_last" if gpu else "contiguous"
-        return ExecutionPlan(device_type, precision, memory_format == "channels_last", self.compile)
+        if self.attack_precision == "bf16" and not bf16_supported:
+            raise ConfigError(f"attack_precision: bf16 is not supported on this {device_type} device; "
+                              f"use attack_precision=fp32")
+        return ExecutionPlan(device_type, precision, memory_format == "channels_last", self.compile,
+                             self.attack_precision)
 
     # ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -266,14 +363,16 @@ class TrialConfig:
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> "TrialConfig":
-        """A copy with `changes` applied (validated). Changing `method` re-derives its parts."""
+        """A copy with `changes` applied (validated). Changing `method` re-derives its parts; settings that
+        were derived (epochs, the quirk switches) are derived again from the new values."""
         d = self.to_dict()
         if "method" in changes:
             for part in ("objective", "adversary", "views"):
                 if part not in changes:
                     d[part] = None
-        d.update(changes)
-        return TrialConfig.from_dict(d)
+        for key in self._derived - set(changes) - {"objective", "adversary", "views"}:
+            del d[key]  # derived (epochs, quirk switches): derived again from the changed settings
+        return TrialConfig.from_dict(merge_settings(d, changes))
 
 
 @dataclass(frozen=True)
@@ -281,16 +380,50 @@ class ExecutionPlan:
     """The resolved execution settings of a trial on one device (`TrialConfig.execution_plan`).
 
     precision ``bf16`` autocasts the encoder's forward (convolutions, linear layers) during
-    pre-training only; the embeddings are cast back to float32 before the L2 normalisation, so the
-    losses (the TCR log-determinant, cosines, NT-Xent), the attacks' perturbation math (delta,
-    sign steps, projections), the optimiser and the evaluation (probe, PGD robust accuracy) are
-    always float32.
+    pre-training only, and only in the passes whose input gradient moves no perturbation (clean
+    updates, the update after a PGD attack); the embeddings are cast back to float32 before the L2
+    normalisation, so the losses (the TCR log-determinant, cosines, NT-Xent), the attacks'
+    perturbation math (delta, sign steps, projections), the optimiser and the evaluation (probe, PGD
+    robust accuracy) are always float32. ``attack_precision`` is the arithmetic of the passes whose
+    input gradient moves a perturbation (every free-AT replay, every PGD step): fp32 unless bf16 is
+    asked for explicitly (a bf16 backward flips about a tenth of the input-gradient signs).
     """
 
     device: str  # cpu | cuda
     precision: str  # fp32 | bf16
     channels_last: bool
     compile: bool
+    attack_precision: str = "fp32"  # fp32 | bf16
+
+
+def default_epochs(objective: str, adversary: str, replay_steps: int, budget_epochs: int = 0) -> int:
+    """Epochs a row trains when `epochs` is not given (docs/METHOD.md sections 3.2, 5).
+
+    ``budget_epochs`` E > 0: E for PGD and clean rows, round(E / m) (at least 1) for free AT, so all
+    rows cost about E clean epochs of passes. Otherwise the paper's table: PGD and clean EMP rows 30,
+    SimCLR rows 500, free-AT rows round(30 / m) and round(500 / m) (10 and 167 at m = 3).
+    """
+    epochs = budget_epochs or PAPER_EPOCHS[objective]
+    if adversary == "free":
+        return max(1, round(epochs / replay_steps))
+    return epochs
+
+
+def merge_settings(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings layers (preset, base, sampled, ...) merged in order, later ones winning.
+
+    `epochs` and `budget_epochs` are two ways of giving one thing: a layer that gives one of them
+    without the other drops the other from the earlier layers (so ``--set budget_epochs=3`` replaces
+    a preset's ``epochs: 1``); one layer giving both must give agreeing values (checked by TrialConfig).
+    """
+    out: dict[str, Any] = {}
+    for layer in layers:
+        if "budget_epochs" in layer and "epochs" not in layer:
+            out.pop("epochs", None)
+        if "epochs" in layer and "budget_epochs" not in layer:
+            out.pop("budget_epochs", None)
+        out.update(layer)
+    return out
 
 
 def field_names() -> list[str]:
@@ -385,7 +518,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's full sizes: ResNet-18 (64, [2,2,2,2]), 4096/4096/1024, CIFAR-10, table settings.
     "paper": dict(
         dataset="cifar10", width=64, blocks_per_stage=2, feature_dim=4096, hidden_dim=4096,
-        epochs=10, batch_size=100, num_crops=16, replay_steps=3, eval_pgd_steps=20,
+        batch_size=100, num_crops=16, replay_steps=3, eval_pgd_steps=20,  # epochs: the table's, per method
         eval_images=0, probe_epochs=20, eval_every=0,
     ),
     # A CPU-minutes trial on the embedded real sample (Fashion-MNIST), same topology, narrower.
@@ -407,9 +540,7 @@ def preset(name: str, **overrides: Any) -> TrialConfig:
     """The named preset with `overrides` (validated; unknown keys refused)."""
     if name not in PRESETS:
         raise ConfigError(_choice_msg("preset", name, list(PRESETS)))
-    values = dict(PRESETS[name])
-    values.update(overrides)
-    return TrialConfig.from_dict(values)
+    return TrialConfig.from_dict(merge_settings(PRESETS[name], overrides))
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

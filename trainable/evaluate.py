@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import pgd_linf
-from .config import ConfigError, TrialConfig, metric_name_for_epsilon
+from .config import TrialConfig, metric_name_for_epsilon
 from .model import Encoder
+from .robustness import autoattack_flags, pgd_flags
 from .views import make_views, recipe_for
 
 
@@ -88,33 +88,26 @@ def robust_accuracy(
     batch_size: int = 256,
 ) -> float:
     """Accuracy under end-to-end PGD-``steps`` (L-inf ``epsilon``, step ``alpha``, zero start, CE)."""
-    correct = 0
-    for i in range(0, len(images), batch_size):
-        x, y = images[i : i + batch_size], labels[i : i + batch_size]
-        delta = pgd_linf(cross_entropy_of(classifier, y), x, epsilon, alpha, steps)
-        with torch.no_grad():
-            correct += (classifier(x + delta).argmax(1) == y).sum().item()
-    return correct / max(1, len(images))
-
-
-def require_autoattack() -> None:
-    """Fail early, in one line, when AutoAttack is asked for but its optional package is missing."""
-    try:
-        import pyautoattack  # noqa: F401
-    except ImportError:
-        raise ConfigError("autoattack=true needs the optional package pyautoattack: "
-                           "pip install -e '.[autoattack]'") from None
+    return pgd_flags(classifier, images, labels, epsilon, alpha, steps, batch_size=batch_size).float().mean().item() \
+        if len(images) else 0.0
 
 
 def autoattack_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, epsilon: float,
-                        seed: int, batch_size: int = 250) -> float:
-    """Accuracy under standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square), L-inf ``epsilon``."""
-    from pyautoattack import AutoAttack
+                        seed: int, suite: str = "standard", num_classes: int = 10, square_queries: int = 5000,
+                        batch_size: int = 250) -> float:
+    """Accuracy under an AutoAttack suite (default the standard APGD-CE, APGD-T, FAB-T, Square), L-inf ``epsilon``."""
+    flags = autoattack_flags(classifier, images, labels, epsilon, suite, seed, num_classes, square_queries,
+                             batch_size)
+    return flags.float().mean().item() if len(flags) else 0.0
 
-    attack = AutoAttack(classifier, norm="Linf", eps=epsilon, version="standard", device=images.device, seed=seed)
-    attack.verbose = False
-    x_adv, _ = attack.run_standard_evaluation(images, labels, batch_size=batch_size)
-    return accuracy(classifier, x_adv, labels)
+
+def eval_seed(trial_seed: int) -> int:
+    """The seed of a trial's evaluation streams (probe init, shuffling, n-crop views, attack restarts).
+
+    A function of the trial's seed only, never of the epoch or of `epochs`, so trials paired by seed
+    share their probe randomness; offset so it never equals a training stream's seed.
+    """
+    return (int(trial_seed) * 1_000_003 + 7_919) % (2**63 - 1)
 
 
 @torch.no_grad()
@@ -128,6 +121,37 @@ def ncrop_features(model: Encoder, images: torch.Tensor, n: int, recipe, generat
         views = make_views(x, n, recipe, generator)  # (n*b, 3, 32, 32) crop-major
         out.append(model.features(views).reshape(n, len(x), -1).mean(0))
     return torch.cat(out)
+
+
+def fit_classifier(model: Encoder, config: TrialConfig, train_images: torch.Tensor, train_labels: torch.Tensor,
+                   num_classes: int, generator: torch.Generator) -> Classifier:
+    """The frozen encoder with its linear probe fitted on ``train_*`` (draws from ``generator``), eval mode."""
+    model.eval()
+    feats = extract_features(model, train_images)
+    head = train_probe(feats, train_labels, num_classes, config.probe_epochs, config.probe_lr,
+                       config.probe_batch_size, generator)
+    head.requires_grad_(False)
+    return Classifier(model, head).eval()
+
+
+def strong_attack_metrics(clf: nn.Module, config: TrialConfig, images: torch.Tensor, labels: torch.Tensor,
+                          num_classes: int, seed: int) -> dict[str, float]:
+    """The optional attacks at ``eval_epsilon``: pgd_restarts_acc, autoattack_acc, square_acc (as configured)."""
+    out: dict[str, float] = {}
+    eps = config.eval_epsilon
+    n = max(1, len(images))
+    if config.eval_restarts:
+        steps = config.eval_restart_steps or config.eval_pgd_steps
+        flags = pgd_flags(clf, images, labels, eps, config.eval_alpha, steps, config.eval_restarts, seed)
+        out["pgd_restarts_acc"] = flags.sum().item() / n
+    if config.autoattack:
+        flags = autoattack_flags(clf, images, labels, eps, config.autoattack_suite, seed, num_classes,
+                                 config.square_queries)
+        out["autoattack_acc"] = flags.sum().item() / n
+    if config.square:
+        flags = autoattack_flags(clf, images, labels, eps, "square", seed, num_classes, config.square_queries)
+        out["square_acc"] = flags.sum().item() / n
+    return out
 
 
 def evaluate(
@@ -151,11 +175,7 @@ def evaluate(
         p.requires_grad_(False)
     try:
         gen = torch.Generator().manual_seed(seed)
-        feats = extract_features(model, train_images)
-        head = train_probe(feats, train_labels, num_classes, config.probe_epochs, config.probe_lr,
-                           config.probe_batch_size, gen)
-        head.requires_grad_(False)
-        clf = Classifier(model, head).eval()
+        clf = fit_classifier(model, config, train_images, train_labels, num_classes, gen)
         metrics: dict[str, float] = {"clean_acc": accuracy(clf, test_images, test_labels)}
         robust: dict[float, float] = {}
         for eps in dict.fromkeys((*config.eval_epsilons, config.eval_epsilon)):
@@ -177,8 +197,7 @@ def evaluate(
                                      config.probe_batch_size, gen)
             with torch.no_grad():
                 metrics["ncrop_acc"] = (ncrop_head(te).argmax(1) == test_labels).float().mean().item()
-        if config.autoattack:
-            metrics["autoattack_acc"] = autoattack_accuracy(clf, test_images, test_labels, config.eval_epsilon, seed)
+        metrics.update(strong_attack_metrics(clf, config, test_images, test_labels, num_classes, seed))
         metrics["eval_images"] = float(len(test_images))
         metrics["eval_pgd_steps"] = float(config.eval_pgd_steps)
         metrics["probe_images"] = float(len(train_images))

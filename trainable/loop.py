@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -20,11 +21,12 @@ from orchestrator.layout import RunFailed, first_line
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrialConfig
 from .data import ImageDataset, iterate_minibatches, load_dataset, num_minibatches
-from .evaluate import evaluate, require_autoattack
+from .evaluate import eval_seed, evaluate
 from .methods import TrainingMethod
 from .model import build_encoder
 from .optim import build_optimizer, build_scheduler, schedule_length
 from .reporting import CHECKPOINT_FILE, Reporter
+from .robustness import require_autoattack
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +58,8 @@ class Trial:
     def __init__(self, config: TrialConfig) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        if config.autoattack:
+        if config.autoattack or config.square:
             require_autoattack()
-        if config.threads:
-            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.train_set = load_dataset(config.dataset, "train", config.data_dir, config.train_images, config.seed)
         self.test_set = load_dataset(config.dataset, "test", config.data_dir, config.eval_images, config.seed)
@@ -205,7 +205,25 @@ class Trial:
     def evaluate(self) -> dict[str, float]:
         probe_x, probe_y, test_x, test_y = self._eval_tensors()
         return evaluate(self.model, self.config, probe_x, probe_y, test_x, test_y,
-                        self.train_set.num_classes, seed=self.config.seed + 1000 * self.epoch)
+                        self.train_set.num_classes, seed=eval_seed(self.config.seed))
+
+
+@contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``count`` inside the block (0: left as it is), then restored.
+
+    A trial in its own worker process would not need the restore; a trial run inside a test or a
+    benchmark must not change the thread count of everything that runs after it in that process.
+    """
+    if not count:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def train(
@@ -218,10 +236,17 @@ def train(
 
     ``resume_from``: a checkpoint file or a directory holding ``checkpoint.pt``; the run continues
     from the epoch after it, bit-for-bit on CPU. ``progress`` shows a bar per epoch (tqdm).
-    With ``epochs=0`` the untrained, randomly initialised encoder is evaluated.
+    With ``epochs=0`` the untrained, randomly initialised encoder is evaluated. ``threads`` (when
+    not 0) holds for the run only.
     """
     if not isinstance(config, TrialConfig):
         config = TrialConfig.from_dict(config)
+    with intra_op_threads(config.threads):
+        return _run(config, reporter, resume_from, progress)
+
+
+def _run(config: TrialConfig, reporter: Reporter | None, resume_from: Path | str | None,
+         progress: bool) -> dict[str, float]:
     trial = Trial(config)
     if resume_from is not None:
         path = Path(resume_from)

@@ -6,7 +6,9 @@ training device (crop-major (C*B, 3, 32, 32)) and updates the model.
 
 Execution (`TrialConfig.execution_plan`, the GPU path): the encoder's forward may run under bf16
 autocast, in channels-last layout and/or through ``torch.compile``; embeddings, losses, the
-adversarial perturbations and the optimiser stay float32. Nothing in a step copies between host
+adversarial perturbations and the optimiser stay float32. The passes whose input gradient moves a
+perturbation (free-AT replays, PGD steps) run in ``attack_precision`` (fp32 by default), not in
+``precision``. Nothing in a step copies between host
 and device or syncs with the host; the free-AT step's only per-crop buffers besides the views are
 the forward's activations, the input gradient and the persistent delta (updated in place).
 """
@@ -47,16 +49,20 @@ def embed(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = Non
 
 def ssl_loss(model: nn.Module, views: torch.Tensor, config: TrialConfig,
              amp_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """The objective on crop-major views (C*B, 3, H, W), one train-mode forward: EMP or NT-Xent.
+    """The objective on crop-major views (C*B, 3, H, W) in train mode: EMP or NT-Xent.
 
-    ``amp_dtype`` (e.g. torch.bfloat16): autocast for the encoder's forward only; the loss is float32.
+    EMP: one forward over all C*B views (the reference's). SimCLR: one forward per view, so each view
+    has its own BatchNorm batch statistics, as the reference calls the network on x1 and x2 separately
+    (docs/METHOD.md section 3.3). ``amp_dtype`` (e.g. torch.bfloat16): autocast for the encoder's
+    forward only; the loss is float32.
     """
-    z = embed(model, views, amp_dtype)
     if config.objective == "emp":
+        z = embed(model, views, amp_dtype)
         return emp_loss(z, config.num_crops, lambda_inv=config.lambda_inv, lambda_tcr=config.lambda_tcr,
                         eps=config.tcr_eps)
-    half = z.shape[0] // 2
-    return nt_xent(z[:half], z[half:], temperature=config.temperature)
+    half = views.shape[0] // 2
+    z1, z2 = embed(model, views[:half], amp_dtype), embed(model, views[half:], amp_dtype)
+    return nt_xent(z1, z2, temperature=config.temperature)
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -88,17 +94,19 @@ class TrainingMethod:
         device = next(model.parameters()).device
         self.plan = config.execution_plan(device.type, bf16_supported(device))
         self.amp_dtype = torch.bfloat16 if self.plan.precision == "bf16" else None
+        self.attack_amp_dtype = torch.bfloat16 if self.plan.attack_precision == "bf16" else None
         self.memory_format = torch.channels_last if self.plan.channels_last else torch.contiguous_format
         if self.plan.channels_last:
             model.to(memory_format=torch.channels_last)  # in place: the optimiser's parameters stay the same
         # The training forward; the uncompiled `model` keeps the state dict (checkpoints) and evaluation.
         self.forward = cast(nn.Module, torch.compile(model)) if self.plan.compile else model
 
-    def ssl_loss(self, views: torch.Tensor) -> torch.Tensor:
-        return ssl_loss(self.forward, views, self.config, self.amp_dtype)
+    def ssl_loss(self, views: torch.Tensor, attack: bool = False) -> torch.Tensor:
+        """The objective in the training precision, or (``attack``) in the attack precision."""
+        return ssl_loss(self.forward, views, self.config, self.attack_amp_dtype if attack else self.amp_dtype)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return embed(self.forward, x, self.amp_dtype)
+    def embed(self, x: torch.Tensor, attack: bool = False) -> torch.Tensor:
+        return embed(self.forward, x, self.attack_amp_dtype if attack else self.amp_dtype)
 
     # --- one minibatch -----------------------------------------------------------------------------
     def step(self, images: torch.Tensor) -> torch.Tensor:
@@ -140,13 +148,13 @@ class TrainingMethod:
         clean, attacked = self._attacked_part(views)
         if self.objective == "emp":
             def attack_loss(x_adv: torch.Tensor) -> torch.Tensor:
-                return self.ssl_loss(x_adv)
+                return self.ssl_loss(x_adv, attack=True)
         else:
             with torch.no_grad():
-                z_clean = self.embed(attacked)
+                z_clean = self.embed(attacked, attack=True)
 
             def attack_loss(x_adv: torch.Tensor) -> torch.Tensor:
-                return nt_xent(z_clean, self.embed(x_adv), temperature=c.temperature)
+                return nt_xent(z_clean, self.embed(x_adv, attack=True), temperature=c.temperature)
 
         self.optimizer.zero_grad()  # the quirk accumulates the attack's parameter grads from here on
         delta = pgd_linf(attack_loss, attacked, c.epsilon, c.alpha, c.pgd_steps,
@@ -162,7 +170,7 @@ class TrainingMethod:
         for _ in range(self.config.replay_steps):
             self.optimizer.zero_grad()
             x_adv, leaf = self.perturbation.perturb(attacked)
-            loss = self.ssl_loss(self._join(clean, x_adv))
+            loss = self.ssl_loss(self._join(clean, x_adv), attack=True)  # its input gradient moves delta
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()

@@ -12,7 +12,13 @@ trial's last epoch and 0.0 before (trials stopped early by a scheduler never rep
 ``node_id`` is the Ray node the trial ran on.
 
 Deterministic failures (the loss diverged, an invalid setting, missing data) leave a marker file
-in the trial directory so a FailureConfig retry fails at once instead of training again.
+in the trial's directory in Ray Tune's storage (``<experiment>/trial_<id>/deterministic_failure.txt``,
+written through Tune's storage file system, so every node and every later `orchestrator resume`
+sees it, also on NFS or S3) and a retry fails at once instead of training again.
+
+Per-trial time limit (`TrialSettings.trial_time_limit_s`): a watchdog thread ends the trial's worker
+process once an attempt has run that long (a hung trial never reports, so nothing inside the loop
+could stop it); the marker then says `TrialTimedOut` and Tune's retry fails at once.
 
 TEST HOOK (tests only): when the environment variable ``CFAMC_TEST_CRASH_ONCE_DIR`` names a
 directory, every trial raises `InjectedCrash` once, right after its first checkpointed epoch, and
@@ -33,6 +39,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -41,13 +48,14 @@ import ray
 from ray import tune
 
 from .checkpoint import CheckpointError
-from .config import ConfigError, TrialConfig, preset
+from .config import ConfigError, TrialConfig, merge_settings, preset
 from .data import DatasetError
 from .loop import TrainingDiverged, train
 
 CRASH_HOOK_ENV = "CFAMC_TEST_CRASH_ONCE_DIR"
 PROGRESS_HOOK_ENV = "CFAMC_TEST_PROGRESS_DIR"
 FAILED_MARKER = "deterministic_failure.txt"
+TIMED_OUT = "TrialTimedOut"  # the error name of a trial stopped by its time limit (results: `timed_out`)
 DETERMINISTIC_ERRORS = (TrainingDiverged, ConfigError, DatasetError, CheckpointError)
 
 
@@ -68,6 +76,7 @@ class TrialSettings:
     labels: tuple[str, ...] = ()  # Tune config keys that are not trial settings (bundle names)
     metric_names: tuple[str, ...] = field(default_factory=tuple)  # present (maybe NaN) in every report
     checkpoint_every: int = 1  # epochs between checkpoints; the last epoch always has one
+    trial_time_limit_s: float | None = None  # an attempt running longer is ended (TIMED_OUT)
 
 
 def build_config(config: Mapping[str, Any], settings: TrialSettings) -> TrialConfig:
@@ -78,25 +87,66 @@ def build_config(config: Mapping[str, Any], settings: TrialSettings) -> TrialCon
         for part in ("objective", "adversary", "views"):
             if part not in sampled and part not in settings.base:
                 values[part] = None
-    values.update(sampled)
-    return preset(settings.preset, **values)
+    return preset(settings.preset, **merge_settings(values, sampled))
 
 
 def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     """The Ray Tune function trainable."""
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
     context = tune.get_context()
-    trial_dir = Path(context.get_trial_dir())
-    marker = trial_dir / FAILED_MARKER
-    if marker.exists():
-        raise DeterministicFailure(f"not retried: {marker.read_text().strip()}")
+    marker = _Marker(context)
+    previous = marker.read()
+    if previous is not None:
+        raise DeterministicFailure(f"not retried: {previous}")
+    watchdog = _start_watchdog(settings.trial_time_limit_s, marker) if settings.trial_time_limit_s else None
     try:
         trial_config = build_config(config, settings)
         _run(trial_config, settings, context.get_trial_id())
     except DETERMINISTIC_ERRORS as exc:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{type(exc).__name__}: {exc}\n")
+        marker.write(f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()  # a reused worker process must not be ended by this trial's limit
+
+
+class _Marker:
+    """The deterministic-failure marker of a trial, in Ray Tune's storage (seen by every node and resume)."""
+
+    def __init__(self, context: Any) -> None:
+        storage = context.get_storage()
+        self.fs = storage.storage_filesystem
+        self.dir = storage.trial_fs_path
+        self.path = f"{self.dir}/{FAILED_MARKER}"
+
+    def read(self) -> str | None:
+        import pyarrow.fs as pafs
+
+        if self.fs.get_file_info(self.path).type == pafs.FileType.NotFound:
+            return None
+        with self.fs.open_input_stream(self.path) as fh:
+            return fh.readall().decode(errors="replace").strip()
+
+    def write(self, text: str) -> None:
+        self.fs.create_dir(self.dir, recursive=True)
+        with self.fs.open_output_stream(self.path) as fh:
+            fh.write(text.replace("\n", " ").encode() + b"\n")
+
+
+def _start_watchdog(limit_s: float, marker: _Marker) -> threading.Timer:
+    """End this worker process after `limit_s` seconds (marker first): a hung trial cannot stop itself."""
+
+    def expire() -> None:
+        try:
+            marker.write(f"{TIMED_OUT}: the trial ran past its time limit of {limit_s:g}s")
+        finally:
+            logging.getLogger(__name__).error("trial ran past its time limit of %gs; ending it", limit_s)
+            os._exit(1)
+
+    timer = threading.Timer(limit_s, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _run(config: TrialConfig, settings: TrialSettings, trial_id: str) -> None:

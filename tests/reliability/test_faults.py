@@ -190,6 +190,7 @@ def test_trial_killed_mid_epoch_resumes_from_checkpoint_bit_for_bit(tmp_path: Pa
     assert victim in descendants(sweep.pid)  # the trial's Ray worker: a process of our own sweep
     os.kill(victim, signal.SIGKILL)
     assert sweep.wait(300) == 0, sweep.output()[-3000:]
+    assert "check: OK" in sweep.output()  # Ray Tune, Optuna, Parquet and MLflow agree
 
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 1 and trials.loc[0, "status"] == "finished" and trials.loc[0, "epochs_done"] == 3
@@ -254,6 +255,7 @@ def test_driver_killed_then_resume_keeps_every_trial_once(tmp_path: Path, procs)
 
     resume = procs(["resume", str(out), "--num-cpus", "2", "-q"], env={PROGRESS_ENV: str(progress)}, name="resume")
     assert resume.wait(400) == 0, resume.output()[-3000:]
+    assert "check: OK" in resume.output()  # Ray Tune, Optuna, Parquet and MLflow agree
 
     trials = pd.read_parquet(out / "trials.parquet")
     ids = sorted(trials["trial_id"])
@@ -443,6 +445,7 @@ def test_diverged_trial_fails_with_reason_sweep_goes_on_and_is_off_the_front(tmp
     sweep = procs(["sweep", str(spec), "--out", str(out), "--num-cpus", "2", "-q"],
                   env={PROGRESS_ENV: str(progress)}, name="sweep")
     assert sweep.wait(400) == 1, sweep.output()[-3000:]
+    assert "check: OK" in sweep.output()  # Ray Tune, Optuna, Parquet and MLflow agree
 
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 3
@@ -588,6 +591,7 @@ def test_worker_node_removed_its_trial_finishes_on_the_remaining_node(tmp_path: 
                          interval=0.05)
         cluster.remove_node(worker, allow_graceful=False)
         assert sweep.wait(400) == 0, sweep.output()[-3000:]
+        assert "check: OK" in sweep.output()  # Ray Tune, Optuna, Parquet and MLflow agree
     finally:
         cluster.shutdown()
 
@@ -620,6 +624,7 @@ def test_two_sweeps_at_once_on_one_tracking_store_and_storage(tmp_path: Path, pr
                            "--num-cpus", "1", "-q"], name=key) for key, out in outs.items()}
     codes = {key: proc.wait(400) for key, proc in started.items()}
     assert codes["y"] == 0, started["y"].output()[-3000:]
+    assert all("check: OK" in started[k].output() for k in codes if codes[k] == 0)  # each sweep's records agree
     x_codes = sorted(codes[k] for k in ("x1", "x2", "x3"))
     assert x_codes == [0, 2, 2], {k: started[k].output()[-1500:] for k in ("x1", "x2", "x3")}
     for key in ("x1", "x2", "x3"):
