@@ -3,8 +3,8 @@ tracking store on an ``mlflow server`` (tests/backends/conftest.py starts both o
 
 A sweep against both is started, its driver SIGKILLed once a trial has finished, and resumed: every
 trial once in trials.parquet, in the PostgreSQL study and among the server's MLflow runs; the
-password is never in ``sweep.json`` and resume reads it from ``CFAMC_STUDY_PASSWORD``; ``report``
-and ``ui`` work on the result.
+password is never in ``sweep.json`` and resume reads it from ``CFAMC_STUDY_PASSWORD``; ``check``,
+``report`` and ``ui`` work on the result.
 """
 
 from __future__ import annotations
@@ -156,6 +156,8 @@ def test_sweep_kill_resume_on_postgres_study_and_mlflow_server(tmp_path: Path, p
     assert sorted(r.data.tags["tune_trial_id"] for r in runs) == ids
     assert {r.info.status for r in runs} == {"FINISHED"}
 
+    check = procs(["check", str(out)], env={STUDY_PASSWORD_ENV: PG_PASSWORD}, name="check")
+    assert check.wait(300) == 0, check.output()[-3000:]
     report = procs(["report", str(out)], env={STUDY_PASSWORD_ENV: PG_PASSWORD}, name="report")
     assert report.wait(300) == 0, report.output()[-3000:]
     assert (out / "report" / "report.md").is_file()
