@@ -119,7 +119,7 @@ def test_sweep_kill_resume_on_postgres_study_and_mlflow_server(tmp_path: Path, p
     spec = tmp_path / "spec.yaml"
     spec.write_text(tiny_spec(name="pg", trials=4, concurrency=2, epochs=2, base=TINY_BASE))
     out = tmp_path / "sweep"
-    sweep = procs(["sweep", str(spec), "--out", str(out), "--num-cpus", "2", "-q", "--study-storage",
+    sweep = procs(["sweep", str(spec), "--out", str(out), "--num-cpus", "2", "-q", "--verify", "none", "--study-storage",
                    postgres.url(db), "--tracking-uri", mlflow_server], name="sweep")
     deadline = time.monotonic() + 300
     while _complete_trials(postgres, db) == 0:
@@ -133,11 +133,11 @@ def test_sweep_kill_resume_on_postgres_study_and_mlflow_server(tmp_path: Path, p
     assert PG_PASSWORD not in raw and json.loads(raw)["study_url"] == postgres.url(db, password=False)
     assert not (out / "optuna.db").exists() and not (out / "mlflow.db").exists()
 
-    refused = procs(["resume", str(out), "--num-cpus", "2", "-q"], name="resume-no-password")
+    refused = procs(["resume", str(out), "--num-cpus", "2", "-q", "--verify", "none"], name="resume-no-password")
     assert refused.wait(120) == 2
     assert "cannot open the Optuna study storage" in refused.output() and PG_PASSWORD not in refused.output()
 
-    resume = procs(["resume", str(out), "--num-cpus", "2", "-q"], env={STUDY_PASSWORD_ENV: PG_PASSWORD},
+    resume = procs(["resume", str(out), "--num-cpus", "2", "-q", "--verify", "none"], env={STUDY_PASSWORD_ENV: PG_PASSWORD},
                    name="resume")
     assert resume.wait(400) == 0, resume.output()[-3000:]
 
