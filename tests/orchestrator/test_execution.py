@@ -98,9 +98,10 @@ def test_searcher_snapshot_holds_no_study_and_resumes(tmp_path: Path) -> None:
             first.save(str(tmp_path / "snap.pkl"))
             sizes.append((tmp_path / "snap.pkl").stat().st_size)
     state = pickle.loads((tmp_path / "snap.pkl").read_bytes())
-    assert "_ot_study" not in state and "_storage" not in state and state["_ot_ids"]["t39"] >= 0
-    assert sizes[1] < sizes[0] + 40 * 64  # a few bytes per trial (its ids), not its record
-    second = searcher()  # what `orchestrator resume` builds, then restores into
+    assert state.get("_ot_study") is None and state.get("_storage") is None  # no study, no cached trials
+    assert sizes[1] < sizes[0] + 30 * 200, sizes  # a few bytes per trial (its ids), not its record
+    second = searcher()  # what `orchestrator resume` builds, then re-binds and restores into
+    second.rebind(url, {"t39"})
     second.restore(str(tmp_path / "snap.pkl"))
     second.on_trial_complete("t39", {"clean_acc": 0.7, "robust_acc": 0.3, "final": 1.0})
     assert second.suggest("t40") is not None
