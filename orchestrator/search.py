@@ -205,14 +205,3 @@ def optuna_links(study_url: str, study_name: str) -> dict[str, tuple[int, str]]:
             out[tid] = (t.number, t.state.name)
     return out
 
-
-def fail_orphan_optuna_trials(study_url: str, study_name: str, known: set[str]) -> int:
-    """Optuna trials still RUNNING whose Tune trial is unknown (lost with a killed driver) -> FAIL."""
-    study = load_study(study_url, study_name)
-    count = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get(TUNE_TRIAL_ATTR) not in known:
-            study._storage.set_trial_user_attr(t._trial_id, "orphaned", True)
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            count += 1
-    return count
