@@ -13,8 +13,9 @@ parallel efficiency = serial / (2 * parallel) (end to end, and of ``Tuner.fit`` 
 orchestration overhead = (2 * fit - serial) / N: core-seconds per trial beyond the trial's own work.
 Its parts are measured directly: a fresh worker's imports, a checkpoint write, MLflow logging per
 trial, and Tune's in-worker time per trial (``time_total_s``) against the serial ``train`` time.
-By default a second parallel run has ``reuse_actors=True`` (one worker process per slot, reused
-across trials) to show what the per-trial process start costs.
+The sweep runs with ``execution.reuse_actors: true`` (the default: one worker process per slot, reused
+across trials); by default a second parallel run has ``reuse_actors=False`` (a fresh process per trial,
+the behaviour before that default) to show what the per-trial process start costs.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def driver(spec: str, out: str, reuse_actors: bool) -> None:
         original_config = ray.tune.TuneConfig
 
         def config_with_reuse(*args, **kwargs):
-            kwargs["reuse_actors"] = True
+            kwargs["reuse_actors"] = False  # the flag now names the comparison run: a process per trial
             return original_config(*args, **kwargs)
 
         ray.tune.TuneConfig = config_with_reuse
@@ -178,7 +179,7 @@ def run(quick: bool = False, trials: int = 6, epochs: int = 2, reuse_compare: bo
         serial = run_serial(configs)
         runs["as shipped"] = run_parallel(spec, Path(tmp) / "sweep", reuse_actors=False)
         if reuse_compare:
-            runs["reuse_actors=True"] = run_parallel(spec, Path(tmp) / "sweep-reuse", reuse_actors=True)
+            runs["reuse_actors=False"] = run_parallel(spec, Path(tmp) / "sweep-no-reuse", reuse_actors=True)
     s = sum(serial)
     n = trials
     worker_imports = worker_import_seconds()
@@ -242,7 +243,7 @@ def main() -> None:
     p = parser("Sweep efficiency: Ray sweep at concurrency 2 vs the same trials serially")
     p.add_argument("--trials", type=int, default=6)
     p.add_argument("--epochs", type=int, default=2, help="epochs per tiny trial (default 2)")
-    p.add_argument("--no-reuse-compare", action="store_true", help="skip the second run with reuse_actors=True")
+    p.add_argument("--no-reuse-compare", action="store_true", help="skip the second run with reuse_actors=False")
     args = p.parse_args()
     header("bench.sweep: sweep efficiency", args.quick)
     print(run(args.quick, args.trials, args.epochs, not args.no_reuse_compare))

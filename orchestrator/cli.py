@@ -129,7 +129,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="run a sweep from a YAML spec",
         description="Run a multi-objective sweep: Ray Tune runs the trials (checkpointed, retried on failure), "
-        "Optuna proposes them (study in SQLite in the sweep directory), MLflow tracks them. Prints the sweep "
+        "Optuna proposes them (study in SQLite in the sweep directory or --study-storage), MLflow tracks them. Prints the sweep "
         "directory, a live progress table, a summary and the verdict of `orchestrator check`. Exit code: 0 all "
         "trials finished, 1 some failed or timed out or the records disagree, 2 bad input, 130 interrupted "
         "(continue with `orchestrator resume DIR`).")
@@ -145,6 +145,11 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", default=None, metavar="URI",
                    help="MLflow tracking server, e.g. http://mlflow.example:5000 (default: SQLite in the sweep "
                    "directory)")
+    p.add_argument("--study-storage", default=None, metavar="URL",
+                   help="the Optuna study: sqlite:///FILE, postgresql://USER@HOST:5432/DB, mysql://USER@HOST/DB or "
+                   "journal:///FILE (a journal file, safe on NFS); default: the spec's execution.study_storage, "
+                   "else SQLite in the sweep directory. The password is never stored: give it in "
+                   "CFAMC_STUDY_PASSWORD (or PGPASSWORD / ~/.pgpass) to resume and report")
     p.set_defaults(func=cmd_sweep)
 
 
@@ -251,6 +256,7 @@ def _options(args: argparse.Namespace) -> "SweepOptions":
 
     return SweepOptions(out=getattr(args, "out", None), address=args.address,
                         storage=getattr(args, "storage", None), tracking_uri=getattr(args, "tracking_uri", None),
+                        study_storage=getattr(args, "study_storage", None),
                         num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
                         verify=None if args.verify == "none" else args.verify)
 
@@ -277,9 +283,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise UserError("--resume needs --out DIR naming the sweep to continue")
-        if args.storage or args.tracking_uri or args.overrides or args.preset:
+        if args.storage or args.tracking_uri or args.study_storage or args.overrides or args.preset:
             raise UserError("--resume continues with the sweep's stored settings; drop --storage, "
-                            "--tracking-uri, --set and --preset")
+                            "--tracking-uri, --study-storage, --set and --preset")
         stored = args.out / SPEC_COPY
         if stored.is_file() and args.spec.is_file() and stored.read_text() != args.spec.read_text():
             raise UserError(f"{args.spec} differs from the spec the sweep started with ({stored}); "

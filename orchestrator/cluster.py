@@ -1,5 +1,6 @@
 """Ray: start a private local instance or join a cluster (probed first, so a dead address fails in
-seconds), and the resources a trial may ask of it (GPUs only where the cluster has them)."""
+seconds), the resources a trial may ask of it (GPUs only where the cluster has them or its autoscaler
+can add them), and the guard that a multi-node cluster has storage every node can reach."""
 
 from __future__ import annotations
 
@@ -77,26 +78,72 @@ def connect_ray(address: str | None, num_cpus: int | None) -> None:
                          f"{first_line(exc)}") from None
 
 
-def trial_resources(spec: SweepSpec) -> dict[str, float]:
-    """{'cpu': n, 'gpu': f} that the cluster can satisfy; GPUs dropped (with a warning) where there are none."""
-    import ray
+def autoscaler_node_types() -> list[dict[str, float]] | None:
+    """The resources of each node type the cluster's autoscaler may start (max_count != 0), or None when
+    the cluster has no autoscaler (a fixed cluster, a local instance) or Ray cannot say."""
+    try:
+        from ray._private.state import state
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    most_cpus = max((n["Resources"].get("CPU", 0.0) for n in nodes), default=0.0)
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - a private Ray API; without it the cluster is judged by its nodes
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    return [{k: float(v) for k, v in group.resources.items()} for group in config.node_group_configs
+            if group.max_count != 0]
+
+
+def trial_resources(spec: SweepSpec, node_types: list[dict[str, float]] | None = None,
+                    nodes: list[dict[str, float]] | None = None) -> dict[str, float]:
+    """{'cpu': n, 'gpu': f} that the cluster can satisfy, judged by its live nodes and the node types its
+    autoscaler can add; GPUs dropped (with a warning) where neither has any. `nodes` (each node's total
+    resources) and `node_types` default to what Ray reports."""
+    if nodes is None:
+        import ray
+
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        node_types = autoscaler_node_types()
+    possible = nodes + (node_types or [])
+    most_cpus = max((n.get("CPU", 0.0) for n in possible), default=0.0)
     if spec.cpu > most_cpus:
         raise SweepError(f"resources.cpu: a trial asks for {spec.cpu:g} CPUs but the largest Ray node has "
                          f"{most_cpus:g}; lower resources.cpu")
     resources = {"cpu": spec.cpu}
     if spec.gpu > 0:
-        gpus = ray.cluster_resources().get("GPU", 0.0)
-        if gpus <= 0:
-            print(f"warning: the spec asks for {spec.gpu:g} GPU per trial but the Ray cluster has no GPUs; "
-                  f"trials run on CPU", file=sys.stderr)
-        elif spec.gpu > max((n["Resources"].get("GPU", 0.0) for n in nodes), default=0.0):
+        most_gpus = max((n.get("GPU", 0.0) for n in possible), default=0.0)
+        if most_gpus <= 0:
+            print(f"warning: the spec asks for {spec.gpu:g} GPU per trial but the Ray cluster has no GPUs"
+                  f"{' and its autoscaler can add none' if node_types else ''}; trials run on CPU", file=sys.stderr)
+        elif spec.gpu > most_gpus:
             raise SweepError(f"resources.gpu: a trial asks for {spec.gpu:g} GPUs but no Ray node has that many")
         else:
+            if not any(n.get("GPU", 0.0) > 0 for n in nodes):
+                print(f"note: no GPU node is up yet; trials wait until the autoscaler adds one "
+                      f"({most_gpus:g} GPUs per node)", file=sys.stderr)
             resources["gpu"] = spec.gpu
     return resources
+
+
+def shared_storage_problem(address: str | None, shared: bool, nodes: int) -> str | None:
+    """One line when trials may run on other machines but Ray's storage is this machine's disk."""
+    if address is None or shared or nodes <= 1:
+        return None
+    return (f"--address {address}: the Ray cluster has {nodes} nodes, but trials' checkpoints would go to this "
+            f"machine's disk (the sweep directory), which the other nodes cannot reach; give --storage a path "
+            f"every node mounts (NFS) or a URI (s3://bucket/sweeps)")
+
+
+def check_shared_storage(address: str | None, shared: bool) -> None:
+    """`shared_storage_problem` for the cluster Ray is connected to (alive nodes and autoscaler types)."""
+    if address is None or shared:
+        return
+    import ray
+
+    alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+    types = autoscaler_node_types()
+    problem = shared_storage_problem(address, shared, alive + (1 if types else 0))
+    if problem:
+        raise SweepError(problem)
 
 
 def disconnect_ray() -> None:

@@ -83,7 +83,9 @@ class SweepError(UserError):
 # --- the sweep directory ----------------------------------------------------------------------------
 STATE_FILE = "sweep.json"  # `SweepState`: what resume, report, check and ui need
 SPEC_COPY = "spec.yaml"  # the spec as given
-STUDY_FILE = "optuna.db"  # the Optuna study (SQLite)
+STUDY_FILE = "optuna.db"  # the Optuna study (SQLite; unless --study-storage)
+JOURNAL_PREFIX = "journal:///"  # a study in an Optuna journal file: journal:///FILE (`orchestrator.study_storage`)
+STUDY_PASSWORD_ENV = "CFAMC_STUDY_PASSWORD"  # the study server's password: never stored in sweep.json
 TUNE_DIR = "tune"  # Ray Tune's experiment (unless --storage)
 TRIALS_FILE = "trials.parquet"  # one row per trial
 HISTORY_FILE = "history.parquet"  # one row per trial and epoch
@@ -107,7 +109,7 @@ class SweepState:
     mlflow_experiment_id: str
     parent_run_id: str
     study_name: str
-    study_url: str  # "sqlite:///optuna.db" (relative) or any Optuna storage URL
+    study_url: str  # "sqlite:///optuna.db" (relative), journal:///FILE or a server URL without its password
     created: str
     sweeps: list[dict[str, Any]] = field(default_factory=list)  # one entry per run/resume
     spec_sha256: str = ""  # of the spec copy: resume refuses an edited copy ("" in older sweeps: unchecked)
@@ -150,8 +152,9 @@ class SweepState:
         return resolve_url(sweep_dir, self.tracking_uri)
 
     def study(self, sweep_dir: Path) -> str:
-        """The Optuna storage URL with a relative SQLite file made absolute."""
-        return resolve_url(sweep_dir, self.study_url)
+        """The Optuna storage URL with a relative file made absolute and the password of
+        ``CFAMC_STUDY_PASSWORD`` (if set) put back; open it with `orchestrator.study_storage.open_storage`."""
+        return with_password(resolve_url(sweep_dir, self.study_url), os.environ.get(STUDY_PASSWORD_ENV))
 
 
 def is_uri(path: str) -> bool:
@@ -173,27 +176,51 @@ def sqlite_file(url: str) -> str | None:
     return url[len("sqlite:///"):].split("?", 1)[0]
 
 
+def local_file(url: str) -> str | None:
+    """The file of a ``sqlite:///FILE`` or ``journal:///FILE`` URL (relative or absolute), else None."""
+    if url.startswith(JOURNAL_PREFIX):
+        return url[len(JOURNAL_PREFIX):]
+    return sqlite_file(url)
+
+
+def _file_prefix(url: str) -> str:
+    return JOURNAL_PREFIX if url.startswith(JOURNAL_PREFIX) else "sqlite:///"
+
+
 def resolve_url(sweep_dir: Path, url: str) -> str:
-    """``sqlite:///mlflow.db`` -> ``sqlite:////abs/sweep/mlflow.db``; other URLs unchanged."""
-    file = sqlite_file(url)
+    """``sqlite:///mlflow.db`` -> ``sqlite:////abs/sweep/mlflow.db`` (``journal:///`` alike); others unchanged."""
+    file = local_file(url)
     if file is None or Path(file).is_absolute():
         return url
-    query = url.partition("?")[2]
-    absolute = f"sqlite:///{(Path(sweep_dir) / file).resolve()}"
+    query = url.partition("?")[2] if url.startswith("sqlite:") else ""
+    absolute = f"{_file_prefix(url)}{(Path(sweep_dir) / file).resolve()}"
     return f"{absolute}?{query}" if query else absolute
 
 
 def relative_url(sweep_dir: Path, url: str) -> str:
-    """The inverse of `resolve_url` for a SQLite file inside the sweep directory; other URLs unchanged."""
-    file = sqlite_file(url)
+    """The inverse of `resolve_url` for a SQLite or journal file inside the sweep directory; others unchanged."""
+    file = local_file(url)
     if file is None:
         return url
     try:
         inside = Path(file).resolve().relative_to(Path(sweep_dir).resolve())
     except ValueError:
         return url
-    query = url.partition("?")[2]
-    return f"sqlite:///{inside}" + (f"?{query}" if query else "")
+    query = url.partition("?")[2] if url.startswith("sqlite:") else ""
+    return f"{_file_prefix(url)}{inside}" + (f"?{query}" if query else "")
+
+
+def with_password(url: str, password: str | None) -> str:
+    """A server URL naming a user but no password, with `password` added; other URLs unchanged."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    if not password or "://" not in url or local_file(url) is not None:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None or parts.password is not None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
 def relative_path(sweep_dir: Path, path: str) -> str:

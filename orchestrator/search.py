@@ -183,10 +183,12 @@ def supersede(study: optuna.Study, old: optuna.trial.FrozenTrial, values: list[A
 
 
 def make_searcher(space: SearchSpace, metrics: list[str], modes: list[str], sampler: str,
-                  sampler_options: dict[str, Any], study_name: str, study_url: str) -> ParetoOptunaSearch:
-    """The searcher of a sweep: its study `study_name` at `study_url` (created or continued)."""
+                  sampler_options: dict[str, Any], study_name: str, study_url: str,
+                  concurrency: int = 1) -> ParetoOptunaSearch:
+    """The searcher of a sweep: its study `study_name` at `study_url` (created or continued); the
+    sampler's defaults follow the `concurrency` (`orchestrator.samplers`)."""
     return ParetoOptunaSearch(space, metric=metrics, mode=modes,
-                              sampler=make_sampler(sampler, sampler_options, space.grid()),
+                              sampler=make_sampler(sampler, sampler_options, space.grid(), concurrency),
                               study_name=study_name, storage=study_storage(study_url), study_url=study_url)
 
 

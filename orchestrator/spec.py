@@ -20,12 +20,13 @@ from trainable.config import PRESETS, TrialConfig, field_names, large_epsilon_wa
 from trainable.data import DATASETS, data_problem
 
 from .checks import FIELD_TYPES, Checker, SpecError, short, show, unknown, unknown_metric
+from .execution import Execution, check_execution
 from .layout import MODES, Objective, did_you_mean, first_line, one_line
-from .samplers import SAMPLERS
+from .samplers import SAMPLERS, concurrency_warnings
 from .space import CORNER_LIMIT, SearchSpace, parse_space
 
 TOP_KEYS = ("name", "description", "preset", "objectives", "budget", "sampler", "scheduler", "resources",
-            "retries", "base", "space")
+            "retries", "execution", "base", "space")
 SCHEDULERS = ("asha",)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 __all__ = ["SpecError", "SweepSpec", "Objective", "Scheduler", "load_spec", "parse_spec"]
@@ -62,6 +63,7 @@ class SweepSpec:
     base: dict[str, Any]
     space: SearchSpace
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    execution: Execution = field(default_factory=Execution)  # how the driver runs it (`orchestrator.execution`)
     warnings: list[str] = field(default_factory=list)  # "<file>: <key>: ..." lines: valid but suspicious
     trial_time_limit_s: float | None = None  # budget.trial_time_limit: an attempt running longer is stopped
 
@@ -202,6 +204,9 @@ class _SpecChecker(Checker):
         space = parse_space(self, raw["space"], base_values, SAMPLERS[sampler].needs_choices)
         scheduler = self.scheduler(raw.get("scheduler"), base_config, space, base, objectives)
         trials, concurrency, time_limit = self.budget(raw["budget"], sampler, space)
+        for key, message in concurrency_warnings(sampler, sampler_options, concurrency):
+            self.warn(key, message)
+        execution = check_execution(self, raw.get("execution"))
         cpu, gpu = self.resources(raw.get("resources", {}))
         retries = self.integer("retries", raw.get("retries", 1), 0)
         trial_limit = raw["budget"].get("trial_time_limit")
@@ -212,7 +217,8 @@ class _SpecChecker(Checker):
             path=self.path, name=name, description=description, preset=preset, objectives=objectives,
             trials=trials, concurrency=concurrency, time_limit_s=time_limit, sampler=sampler,
             sampler_options=sampler_options, scheduler=scheduler, cpu=cpu, gpu=gpu, retries=retries,
-            base=base, space=space, raw=raw, warnings=list(self.warnings), trial_time_limit_s=trial_limit_s,
+            base=base, space=space, raw=raw, execution=execution, warnings=list(self.warnings),
+            trial_time_limit_s=trial_limit_s,
         )
 
     def base(self, value: Any, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:

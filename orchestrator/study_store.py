@@ -77,9 +77,14 @@ for _name, _member in list(vars(RDBStorage).items()):
         setattr(RetryingRDBStorage, _name, _retrying(_member))
 
 
-def study_storage(url: str) -> RDBStorage:
-    """The storage of a study URL (``sqlite:///...`` or any SQLAlchemy URL Optuna accepts)."""
-    return with_retry(RetryingRDBStorage, url, what="connect")
+def study_storage(url: str) -> Any:
+    """The storage of a study URL: ``journal:///FILE`` (Optuna's journal file) or ``sqlite:///...``,
+    ``postgresql://...``, ``mysql://...`` (`orchestrator.study_storage`), retried while locked."""
+    from .study_storage import engine_kwargs, journal_storage, kind
+
+    if kind(url) == "journal":
+        return journal_storage(url)
+    return with_retry(RetryingRDBStorage, url, engine_kwargs=engine_kwargs(url), what="connect")
 
 
 def load_study(url: str, name: str) -> optuna.Study:

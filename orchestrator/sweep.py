@@ -26,7 +26,7 @@ from trainable.config import parse_overrides
 from trainable.tune_adapter import TrialSettings, run_trial
 
 from . import results as results_mod
-from .cluster import connect_ray, disconnect_ray, trial_resources
+from .cluster import check_shared_storage, connect_ray, disconnect_ray, trial_resources
 from .integrity import check_sweep, repair_study, time_limited
 from .layout import (
     EXIT_FAILED,
@@ -37,17 +37,28 @@ from .layout import (
     OBJECTIVES_PARAM,
     SPEC_COPY,
     STATE_FILE,
-    STUDY_FILE,
+    STUDY_PASSWORD_ENV,
     TRIALS_FILE,
     SweepError,
     SweepState,
     first_line,
     format_objectives,
+    is_uri,
+    local_file,
     relative_path,
     relative_url,
+    with_password,
 )
 from .search import ParetoOptunaSearch, make_searcher, optuna_links
 from .spec import SweepSpec, load_spec
+from .study_storage import (
+    check_study_url,
+    default_study_url,
+    masked,
+    remember_password,
+    split_password,
+    storage_problem,
+)
 from .sweep_dir import (
     artifact_dir,
     claim_experiment_path,
@@ -79,6 +90,7 @@ class SweepOptions:
     address: str | None = None  # None: start a local Ray instance; 'auto' or 'ray://host:10001': join
     storage: str | None = None  # Ray's storage_path (shared path or URI); default <sweep dir>
     tracking_uri: str | None = None  # default sqlite in the sweep dir
+    study_storage: str | None = None  # the Optuna study's URL; default the spec's, else sqlite in the sweep dir
     num_cpus: int | None = None  # CPUs of the local Ray instance (default: all)
     verbose: int = 1  # Ray Tune's progress output: 0 silent, 1 status table, 2 every result
     verify: str | None = "cheap"  # AutoAttack suite re-verifying the front at the end; None: do not verify
@@ -95,6 +107,7 @@ def trial_settings(spec: SweepSpec) -> TrialSettings:
         base["data_dir"] = str(Path(base["data_dir"]).resolve())  # trials run in their own directories
     metrics = tuple(spec.base_config().metric_names())
     return TrialSettings(preset=spec.preset, base=base, labels=spec.space.labels, metric_names=metrics,
+                         checkpoint_every=spec.execution.checkpoint_every,
                          trial_time_limit_s=spec.trial_time_limit_s)
 
 
@@ -129,12 +142,24 @@ def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], optio
               options.tracking_uri or default_tracking_uri(sweep_dir))
     if options.tracking_uri:
         probe_tracking(options.tracking_uri)
+    given = options.study_storage or spec.execution.study_storage
+    study_url = check_study_url(given, "--study-storage" if options.study_storage else
+                                f"{spec.path}: execution.study_storage") if given else None
     claimed: list[Path] = []  # created here; removed again when the sweep does not get going
     try:
         sweep_dir = claim_sweep_dir(sweep_dir, spec_path, options.out is not None, claimed)
         claim_experiment_path(experiment_path(sweep_dir, options.storage), options.storage, claimed)
+        study_url = with_password(study_url or default_study_url(sweep_dir), os.environ.get(STUDY_PASSWORD_ENV))
+        study_file = local_file(study_url)
+        if study_file and not Path(study_file).exists():
+            claimed.append(Path(study_file))  # a new SQLite or journal file: removed if the sweep does not start
+        _check_study_storage(study_url)
+        options.study_storage, password = split_password(study_url)
+        remember_password(password)
         connect_ray(options.address, options.num_cpus)
+        check_shared_storage(options.address, options.storage is not None)
     except BaseException:
+        disconnect_ray()
         release(claimed)
         raise
     try:
@@ -178,13 +203,17 @@ def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = Tr
     spec = load_spec(sweep_dir / SPEC_COPY, state.preset, parse_overrides(state.overrides))
     if options.out is not None and options.out.resolve() != sweep_dir:
         raise SweepError("--out cannot be combined with resume; the sweep continues in its own directory")
-    if options.storage is not None or options.tracking_uri is not None:
-        raise SweepError("--storage and --tracking-uri are fixed when a sweep starts; resume uses the stored ones")
+    if options.storage is not None or options.tracking_uri is not None or options.study_storage is not None:
+        raise SweepError("--storage, --tracking-uri and --study-storage are fixed when a sweep starts; resume uses "
+                         "the stored ones")
     experiment = state.experiment_dir(sweep_dir)
     tracking_uri = state.tracking(sweep_dir)
     preflight(sweep_dir, experiment, tracking_uri, label="sweep directory")
+    _check_study_storage(state.study(sweep_dir))
     connect_ray(options.address, options.num_cpus)
     try:
+        check_shared_storage(options.address, is_uri(state.experiment_path)
+                             or Path(state.experiment_path).is_absolute())
         if not tune.Tuner.can_restore(experiment):
             raise SweepError(f"{sweep_dir}: Ray Tune's experiment at {experiment} cannot be restored "
                              f"(no experiment state was saved)")
@@ -201,6 +230,13 @@ def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = Tr
         return _fit_and_finish(tuner, spec, state, tracker, sweep_dir, options)
     finally:
         disconnect_ray()
+
+
+def _check_study_storage(url: str) -> None:
+    """The study storage opens (tables created) before Ray starts; else one line, exit code 2."""
+    problem = storage_problem(url)
+    if problem:
+        raise SweepError(problem)
 
 
 def _resumed_trials(experiment: str, retry_failed: bool) -> set[str]:
@@ -238,7 +274,7 @@ def _new_state(spec: SweepSpec, sweep_dir: Path, preset: str | None, set_pairs: 
         experiment_path=relative_path(sweep_dir, experiment_path(sweep_dir, options.storage)),
         tracking_uri=relative_url(sweep_dir, options.tracking_uri or default_tracking_uri(sweep_dir)),
         mlflow_experiment_id="", parent_run_id="", study_name=spec.name,
-        study_url=relative_url(sweep_dir, f"sqlite:///{sweep_dir / STUDY_FILE}"),
+        study_url=relative_url(sweep_dir, options.study_storage or default_study_url(sweep_dir)),
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         spec_sha256=hashlib.sha256((sweep_dir / SPEC_COPY).read_bytes()).hexdigest(),
     )
@@ -251,7 +287,7 @@ def _run_entry(kind: str, options: SweepOptions) -> dict[str, Any]:
 def _new_tuner(spec: SweepSpec, state: SweepState, sweep_dir: Path, trainable: Any, settings: TrialSettings,
                options: SweepOptions) -> Any:
     searcher = make_searcher(spec.space, spec.metrics, spec.modes, spec.sampler, spec.sampler_options,
-                             state.study_name, state.study(sweep_dir))
+                             state.study_name, state.study(sweep_dir), spec.concurrency)
     scheduler = None
     if spec.scheduler is not None:
         s = spec.scheduler
@@ -265,15 +301,23 @@ def _new_tuner(spec: SweepSpec, state: SweepState, sweep_dir: Path, trainable: A
         tune_config=tune.TuneConfig(  # no metric/mode here: it would make the search single-objective
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.concurrency),
             scheduler=scheduler, num_samples=spec.trials, time_budget_s=spec.time_limit_s,
-            trial_dirname_creator=_trial_dirname,
+            trial_dirname_creator=_trial_dirname, reuse_actors=spec.execution.reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=name, storage_path=parent,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.execution.num_to_keep),
             callbacks=[callback], progress_reporter=_reporter(spec), verbose=options.verbose,
         ),
     )
+
+
+def _snapshot_period(spec: SweepSpec) -> None:
+    """Ray Tune's experiment snapshot period (read when `Tuner.fit` builds its controller)."""
+    if spec.execution.snapshot_every_s is None:
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "auto")
+    else:
+        os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = spec.execution.checkpoint_period
 
 
 def _quiet_tune_output() -> None:
@@ -309,6 +353,7 @@ def _verify(sweep_dir: Path, options: SweepOptions) -> None:
 def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tracker, sweep_dir: Path,
                     options: SweepOptions) -> int:
     _quiet_tune_output()
+    _snapshot_period(spec)
     started = time.monotonic()
     forced = False  # a second Ctrl-C: Tune stops at once; what it saved is still written out
     try:
@@ -351,7 +396,7 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
     _write_report(sweep_dir)
     _tracking_safely(tracker.finish_parent, state.parent_run_id, "KILLED" if interrupted else "FINISHED",
                      [trials_path, history_path], counts)
-    _print_summary(res, spec, sweep_dir, elapsed)
+    _print_summary(res, spec, sweep_dir, elapsed, masked(study_url))
     verdict = check_sweep(sweep_dir)
     print(verdict.summary(), file=sys.stderr if not verdict.ok else sys.stdout)
     if interrupted:
@@ -398,7 +443,8 @@ def _restore_interrupts(previous: Any) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def _print_summary(res: results_mod.SweepResults, spec: SweepSpec, sweep_dir: Path, elapsed: float) -> None:
+def _print_summary(res: results_mod.SweepResults, spec: SweepSpec, sweep_dir: Path, elapsed: float,
+                   study: str) -> None:
     trials = res.trials
     print(f"\n{spec.name}: {len(trials)} trials in {elapsed:.0f}s: "
           + ", ".join(f"{n} {k}" for k, n in sorted(res.counts().items())))
@@ -408,7 +454,7 @@ def _print_summary(res: results_mod.SweepResults, spec: SweepSpec, sweep_dir: Pa
         shown = trials[cols].rename(columns=lambda c: c.removeprefix("param."))
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"results: {sweep_dir / TRIALS_FILE}, {sweep_dir / HISTORY_FILE}; "
-          f"study: {sweep_dir / STUDY_FILE}; browse: orchestrator ui {sweep_dir}")
+          f"study: {study}; browse: orchestrator ui {sweep_dir}")
 
 
 def _parent_params(spec: SweepSpec, set_pairs: list[str]) -> dict[str, Any]:
@@ -417,6 +463,10 @@ def _parent_params(spec: SweepSpec, set_pairs: list[str]) -> dict[str, Any]:
         "concurrency": spec.concurrency, OBJECTIVES_PARAM: format_objectives(spec.objectives),
         "space": ",".join(spec.space.names), "resources.cpu": spec.cpu, "resources.gpu": spec.gpu,
         "retries": spec.retries, "scheduler": spec.scheduler.type if spec.scheduler else "none",
+        "execution.checkpoint_every": spec.execution.checkpoint_every,
+        "execution.keep_checkpoints": spec.execution.keep_checkpoints,
+        "execution.snapshot_every_s": spec.execution.checkpoint_period,
+        "execution.reuse_actors": spec.execution.reuse_actors,
     }
     if set_pairs:
         params["overrides"] = " ".join(set_pairs)

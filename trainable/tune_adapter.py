@@ -2,7 +2,9 @@
 
 Per trial: build the TrialConfig from the preset, the sweep's base settings and the Tune config
 (the sampled parameters), continue from `tune.get_checkpoint()` when Tune restarts the trial
-(FailureConfig retry or `orchestrator resume`), and `tune.report` every epoch with a checkpoint.
+(FailureConfig retry or `orchestrator resume`), and `tune.report` every epoch, with a checkpoint
+every `TrialSettings.checkpoint_every` epochs and on the last one. Everything is rebuilt per call
+(config, seeds, data, model), so Ray may reuse one worker process for many trials (``reuse_actors``).
 
 Every report carries all of `settings.metric_names`: metrics of epochs that were not evaluated are
 NaN (Ray Tune requires the objectives in every result). Two extra keys: ``final`` is 1.0 on the
@@ -25,8 +27,8 @@ default), nothing happens.
 
 TEST HOOK (tests only): when ``CFAMC_TEST_PROGRESS_DIR`` names a directory, every trial attempt
 appends JSON lines to ``<dir>/<trial_id>.jsonl``: ``{"event": "start", "pid", "node_id",
-"from_checkpoint"}`` when the attempt starts and ``{"event": "epoch", "epoch", "pid", "node_id"}``
-after each epoch's report (its checkpoint is then persisted), so a fault-injection test can find the
+"from_checkpoint"}`` when the attempt starts and ``{"event": "epoch", "epoch", "pid", "node_id",
+"checkpoint"}`` after each epoch's report (its checkpoint, if any, is then persisted), so a fault-injection test can find the
 trial's worker process and kill it mid-epoch. Unset (the default), nothing is written.
 """
 
@@ -73,6 +75,7 @@ class TrialSettings:
     base: Mapping[str, Any]  # overrides of the preset shared by all trials
     labels: tuple[str, ...] = ()  # Tune config keys that are not trial settings (bundle names)
     metric_names: tuple[str, ...] = field(default_factory=tuple)  # present (maybe NaN) in every report
+    checkpoint_every: int = 1  # epochs between checkpoints; the last epoch always has one
     trial_time_limit_s: float | None = None  # an attempt running longer is ended (TIMED_OUT)
 
 
@@ -158,15 +161,20 @@ def _run(config: TrialConfig, settings: TrialSettings, trial_id: str) -> None:
 
     def report(metrics: dict[str, float], write_checkpoint: Callable[[Path], Path]) -> None:
         nonlocal reported
-        with tempfile.TemporaryDirectory(prefix="cfamc-ckpt-") as tmp:
-            write_checkpoint(Path(tmp))
-            tune.report(_full_metrics(metrics, config, settings, node_id),
-                        checkpoint=tune.Checkpoint.from_directory(tmp))
+        epoch = int(metrics.get("epoch", 0))
+        saved = epoch >= config.epochs or epoch % max(1, settings.checkpoint_every) == 0
+        if saved:
+            with tempfile.TemporaryDirectory(prefix="cfamc-ckpt-") as tmp:
+                write_checkpoint(Path(tmp))
+                tune.report(_full_metrics(metrics, config, settings, node_id),
+                            checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(_full_metrics(metrics, config, settings, node_id))
         reported += 1
         if progress_dir:
-            _record_progress(Path(progress_dir), trial_id, event="epoch", epoch=int(metrics.get("epoch", 0)),
-                             node_id=node_id)
-        if crash_dir:
+            _record_progress(Path(progress_dir), trial_id, event="epoch", epoch=epoch, node_id=node_id,
+                             checkpoint=saved)
+        if crash_dir and saved:
             _maybe_crash(Path(crash_dir), trial_id)
 
     if checkpoint is None:

@@ -100,3 +100,30 @@ def test_flops_scale_with_the_batch_and_backward_is_twice_forward() -> None:
     two, four = update_flops(config, 2), update_flops(config, 4)
     assert four["update"] == pytest.approx(2 * two["update"], rel=0.02)
     assert 2.5 <= two["update"] / two["forward"] <= 3.5
+
+
+def test_gpu_check_parts_run_on_cpu_without_ray_optuna_or_mlflow() -> None:
+    import subprocess
+
+    from bench.gpu import sharing, sign_agreement, update_seconds
+
+    agree = sign_agreement(quick=True, device="cpu")
+    assert 0.0 <= agree <= 1.0
+    seconds, peak = update_seconds("cf-amc-ssl", quick=True, device="cpu", repeats=1)
+    assert seconds > 0 and peak == 0
+    assert sharing(quick=True, device="cpu", counts=(1,), seconds=0.2)[1] > 0
+    code = ("import sys, bench.gpu; bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna', 'mlflow')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+@pytest.mark.slow
+def test_driver_scale_quick_runs_every_trial_through_the_sweep() -> None:
+    from bench.driver_scale import run
+
+    text, data = run(quick=True)
+    assert data["exit_code"] == 0
+    trials = data["trials"]
+    assert len(trials) == 12 and trials["trial_id"].is_unique and set(trials["status"]) == {"finished"}
+    assert [s["done"] for s in data["samples"]][:2] == [1, 10] and data["gaps"]
+    assert "per-trial driver cost" in text

@@ -236,7 +236,11 @@ def test_two_node_cluster_places_trials_on_both_nodes(write_spec, workdir: Path,
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         node_ids = {n.node_id for n in cluster.list_all_nodes()}
-        assert _sweep([str(spec), "--out", str(out), "--address", cluster.address]) == 0
+        # trials on the second node cannot reach this machine's sweep directory: refused in one line
+        assert _sweep([str(spec), "--out", str(workdir / "refused"), "--address", cluster.address]) == 2
+        assert not (workdir / "refused").exists()
+        assert _sweep([str(spec), "--out", str(out), "--address", cluster.address,
+                       "--storage", str(workdir / "shared")]) == 0
     finally:
         cluster.shutdown()
     trials = pd.read_parquet(out / "trials.parquet")

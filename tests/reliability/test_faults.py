@@ -222,13 +222,15 @@ def test_driver_killed_then_resume_keeps_every_trial_once(tmp_path: Path, procs)
     unchanged, no epoch logged twice in MLflow or history.parquet).
 
     Orphans: a trial created after Ray Tune's last experiment-state save is unknown to the resumed run,
-    but the driver had already asked Optuna for it and opened its MLflow child run. Ray saves its state
-    after every trial checkpoint (CheckpointConfig.num_to_keep) and every 10 s, so a real kill lands in
+    but the driver had already asked Optuna for it and opened its MLflow child run. With
+    ``execution.keep_checkpoints: 1`` (the strict setting this test runs; the default, 2, may redo a
+    checkpoint interval, see orchestrator/execution.py) Ray saves its state after every trial
+    checkpoint and every 10 s, so a real kill lands in
     that window only by luck; the test therefore also plants exactly what such a lost trial leaves behind
     (a RUNNING Optuna trial and a running MLflow child run with an unknown tune_trial_id) and checks
     the README's promise: the Optuna trial is marked FAIL with `orphaned`, the MLflow run is deleted."""
     spec = tmp_path / "spec.yaml"
-    spec.write_text(spec_text(trials=4, concurrency=2, epochs=2))
+    spec.write_text(spec_text(trials=4, concurrency=2, epochs=2, extra="execution: {keep_checkpoints: 1}\n"))
     out, progress = tmp_path / "sweep", tmp_path / "progress"
     sweep = procs(["sweep", str(spec), "--out", str(out), "--num-cpus", "2", "-q"],
                   env={PROGRESS_ENV: str(progress)}, name="sweep")
