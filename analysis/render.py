@@ -40,7 +40,7 @@ def summary_text(data: ReportData) -> str:
             for o in data.objectives) + ")")
     if data.verified is not None:
         v = data.verified
-        lines.append(f"verified front ({v.suite} AutoAttack + Square + PGD, worst case): {len(v.verified_ids)} of "
+        lines.append(f"verified front ({v.suite + ' ' if v.suite else ''}AutoAttack + Square + PGD, worst case): {len(v.verified_ids)} of "
                      f"{len(data.front)} searched-front trials" + (f"; fell off: {', '.join(v.dropped)}" if v.dropped
                                                                   else "") +
                      (f"; not verified: {', '.join(v.unverified)}" if v.unverified else ""))

@@ -62,7 +62,9 @@ def load_verified(sweep_dir: Path | None, searched: pd.DataFrame, objectives: Se
             row["audit_passed"] = bool(check["audit_passed"])
             row["audit_failures"] = check.get("audit_failures") or ""
         rows.append(row)
-    table = pd.DataFrame(rows)
+    columns = ["trial_id", "status"] + [c for o in objectives for c in (o.metric, verified_name(o.metric))] \
+        + ["audit_passed", "audit_failures"]
+    table = pd.DataFrame(rows, columns=columns)  # the columns named even when the searched front is empty
     ok = table[~table["trial_id"].isin(unverified)]
     renamed = ok[["trial_id", "status"] + [verified_name(o.metric) for o in objectives]].rename(
         columns={verified_name(o.metric): o.metric for o in objectives})

@@ -69,7 +69,7 @@ def verify_front(sweep_dir: Path, suite: str = "cheap", square_queries: int | No
         row.update({f"audit_{c.name}": c.passed for c in result.checks})
         rows.append(row)
         log.info("verified %s: %s", row["trial_id"], "; ".join(result.lines()))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=None if rows else ["trial_id", "verify_suite"])  # an empty front: no rows
     path = Path(sweep_dir) / VERIFIED_FILE
     table.to_parquet(path, index=False)
     return path

@@ -145,3 +145,15 @@ def test_mlflow_failure_is_reported_after_writing(tmp_path: Path, tracked_sweep:
     write_report(sweep_dir)
     assert "does not exist (was the sweep directory moved?)" in caplog.text
     assert not (tmp_path / "gone").exists()
+
+
+def test_report_after_verifying_an_empty_front(tmp_path: Path, make_sweep, make_trials) -> None:
+    """A sweep whose trials all failed is verified too (`orchestrator.verify` writes a verified.parquet
+    with no rows): its report says that no trial was verified instead of failing on the empty table."""
+    trials = make_trials()
+    trials["status"] = "failed"
+    sweep_dir = make_sweep(tmp_path / "s", trials)
+    pd.DataFrame(columns=["trial_id", "verify_suite"]).to_parquet(sweep_dir / "verified.parquet", index=False)
+    write_report(sweep_dir, log_to_mlflow=False)
+    summary = (sweep_dir / "report" / "summary.txt").read_text()
+    assert "verified front (AutoAttack + Square + PGD, worst case): 0 of 0 searched-front trials" in summary
