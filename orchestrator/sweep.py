@@ -332,7 +332,13 @@ def _write_report(sweep_dir: Path) -> None:
     from analysis.report import ReportError, write_report
 
     try:
-        print(f"report: {write_report(sweep_dir)}")
+        report = write_report(sweep_dir)
+        print(f"report: {report}")
+        summary = report.parent / "summary.txt"
+        verdicts = [ln for ln in summary.read_text().splitlines() if ln.startswith("verified front")] \
+            if summary.is_file() else []
+        for line in verdicts:  # what the end-of-sweep verification concluded, next to the report
+            print(line)
     except ReportError as exc:
         print(f"note: no report: {exc}", file=sys.stderr)
 
@@ -366,7 +372,10 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
         tracker.finish_parent(state.parent_run_id, "FAILED")
         raise
     elapsed = time.monotonic() - started
-    previous = _hold_interrupts()  # the records are written whole, even if Ctrl-C is pressed again
+    # the records are written whole, even if Ctrl-C is pressed again; an interrupted sweep holds Ctrl-C
+    # until its resume hint is printed (a second Ctrl-C must not lose the hint or the parent's status)
+    previous = _hold_interrupts()
+    interrupted = True
     try:
         before = sum(float(e.get("seconds", 0.0)) for e in state.sweeps[:-1])  # earlier runs of this sweep
         state.sweeps[-1]["seconds"] = round(elapsed, 3)
@@ -389,20 +398,26 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
         interrupted = forced or unfinished > 0 or (len(res.trials) < spec.trials and not timed_out)
         _tracking_safely(tracker.reconcile_children, state.parent_run_id, res.statuses, _trial_params(res.trials))
         _tracking_safely(tracker.backfill, state.parent_run_id, res.history, res.statuses)
-    finally:
+    except BaseException:
         _restore_interrupts(previous)
-    if not interrupted:
-        _verify(sweep_dir, options)
-    _write_report(sweep_dir)
-    _tracking_safely(tracker.finish_parent, state.parent_run_id, "KILLED" if interrupted else "FINISHED",
-                     [trials_path, history_path], counts)
-    _print_summary(res, spec, sweep_dir, elapsed, masked(study_url))
-    verdict = check_sweep(sweep_dir)
-    print(verdict.summary(), file=sys.stderr if not verdict.ok else sys.stdout)
-    if interrupted:
-        print(f"sweep interrupted ({len(res.trials)}/{spec.trials} trials started, {unfinished} unfinished); "
-              f"continue with: orchestrator resume {sweep_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        raise
+    try:
+        if not interrupted:
+            _restore_interrupts(previous)  # a long verification can still be stopped with Ctrl-C
+            _verify(sweep_dir, options)
+        _write_report(sweep_dir)
+        _tracking_safely(tracker.finish_parent, state.parent_run_id, "KILLED" if interrupted else "FINISHED",
+                         [trials_path, history_path], counts)
+        _print_summary(res, spec, sweep_dir, elapsed, masked(study_url))
+        verdict = check_sweep(sweep_dir)
+        print(verdict.summary(), file=sys.stderr if not verdict.ok else sys.stdout)
+        if interrupted:
+            print(f"sweep interrupted ({len(res.trials)}/{spec.trials} trials started, {unfinished} unfinished); "
+                  f"continue with: orchestrator resume {sweep_dir}", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+    finally:
+        if interrupted:
+            _restore_interrupts(previous)
     if timed_out:
         print(f"note: the time limit ({spec.time_limit_s:g}s) ended the sweep; trials cut short have status "
               f"'stopped'", file=sys.stderr)
