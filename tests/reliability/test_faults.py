@@ -579,10 +579,14 @@ def test_worker_node_removed_its_trial_finishes_on_the_remaining_node(tmp_path: 
         worker = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         head_id, worker_id = cluster.head_node.node_id, worker.node_id
-        sweep = procs(["sweep", str(spec), "--out", str(out), "--address", cluster.address, "-q"], name="sweep")
+        # both nodes reach the trials' storage (here one disk; on a real cluster NFS or an object store)
+        storage = tmp_path / "shared"
+        sweep = procs(["sweep", str(spec), "--out", str(out), "--address", cluster.address, "--storage",
+                       str(storage), "-q"], name="sweep")
+        experiment = storage / out.name
 
         def checkpointed_on_worker() -> str | None:
-            for trial_dir in (out / "tune").glob("trial_*"):
+            for trial_dir in experiment.glob("trial_*"):
                 if any(r.get("node_id") == worker_id and r.get("epoch", 0) >= 1 for r in result_lines(trial_dir)):
                     return trial_dir.name.removeprefix("trial_")
             return None
@@ -598,7 +602,7 @@ def test_worker_node_removed_its_trial_finishes_on_the_remaining_node(tmp_path: 
     trials = pd.read_parquet(out / "trials.parquet").set_index("trial_id")
     assert set(trials["status"]) == {"finished"} and set(trials["epochs_done"]) == {3}
     assert trials.loc[moved, "node_id"] == head_id
-    reported = result_lines(out / "tune" / f"trial_{moved}")
+    reported = result_lines(experiment / f"trial_{moved}")
     assert [r["epoch"] for r in reported] == [1, 2, 3], reported  # continued from its checkpoint
     assert reported[0]["node_id"] == worker_id and reported[-1]["node_id"] == head_id
 
