@@ -54,3 +54,35 @@ def test_child_runs_are_idempotent_and_reconciled(tmp_path: Path) -> None:
     callback.on_trial_start(0, [], other)
     tracker.reconcile_children(parent, {"abc": "finished"})
     assert [r.data.tags["tune_trial_id"] for r in tracker.children(parent)] == ["abc"]
+
+
+def test_backfill_logs_what_mlflow_missed_once(tmp_path: Path) -> None:
+    """What MLflow refused during an outage is in history.parquet: `backfill` logs the missing epochs and
+    the epochs logged with another value (trained again), as the step's last value; a second call logs
+    nothing; a trial with no child run gets one from `reconcile_children` first."""
+    import pandas as pd
+
+    uri = default_tracking_uri(tmp_path)
+    tracker = Tracker(uri, "t", tmp_path / "mlartifacts")
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text("name: t\n")
+    parent = tracker.start_parent("sweep", {"trials": 2}, {"git_commit": "x"}, spec_file)
+    settings = TrialSettings(preset="tiny", base={"epochs": 3}, metric_names=("clean_acc",))
+    callback = MlflowTrialCallback(uri, tracker.experiment_id, parent, settings)
+    trial = SimpleNamespace(trial_id="abc", config={"epsilon": 0.03}, last_result={"final": 1.0})
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, {"epoch": 1.0, "train_loss": -1.0, "training_iteration": 1})
+    # epochs 2 and 3 never reached MLflow; epoch 1 was trained again with another loss; "lost" has no run
+    history = pd.DataFrame({"trial_id": ["abc"] * 3 + ["lost"], "epoch": [1.0, 2.0, 3.0, 1.0],
+                            "train_loss": [-1.5, -2.0, float("nan"), -0.5]})
+    statuses = {"abc": "finished", "lost": "failed"}
+    tracker.reconcile_children(parent, statuses, {"lost": {"epsilon": 0.01}})
+    # train_loss: abc epochs 1 and 2 (3 is NaN), lost epoch 1; the `epoch` metric: abc 2 and 3, lost 1
+    assert tracker.backfill(parent, history, statuses) == 6
+    runs = {r.data.tags["tune_trial_id"]: r.info.run_id for r in tracker.children(parent)}
+    logged = tracker.client.get_metric_history(runs["abc"], "train_loss")
+    last = {m.step: m.value for m in sorted(logged, key=lambda m: (m.step, m.timestamp))}
+    assert last == {1: -1.5, 2: -2.0}
+    assert sorted(m.step for m in tracker.client.get_metric_history(runs["abc"], "epoch")) == [1, 2, 3]
+    assert [m.value for m in tracker.client.get_metric_history(runs["lost"], "train_loss")] == [-0.5]
+    assert tracker.backfill(parent, history, statuses) == 0

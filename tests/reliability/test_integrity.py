@@ -205,8 +205,9 @@ def test_trial_past_its_time_limit_is_timed_out_and_locked_stores_are_waited_for
     metrics, FAIL in Optuna (it produced no objective worth learning from), off the front, and not
     retried; a 1-epoch trial finishes. Meanwhile another process holds an exclusive lock on optuna.db
     for longer than SQLite's busy timeout: the searcher waits and retries (no storage error escapes),
-    every outcome reaches the study; and one on mlflow.db for 30 s (MLflow stopped mid-sweep): the
-    sweep goes on, and the metrics MLflow refused meanwhile are logged at the end. `check` passes."""
+    every outcome reaches the study. `check` passes. (An MLflow outage mid-sweep used to be injected here
+    too, by a lock for a fixed time; whether the driver wrote to MLflow within it depended on the
+    machine's speed. The end-of-sweep backfill it exercised is tested in tests/orchestrator/test_tracking.py.)"""
     spec = _spec(tmp_path, trials=None, sampler="grid", concurrency=2, retries=1, epochs=1,
                  space="  epochs: {choice: [1, 200]}")
     spec.write_text(spec.read_text().replace("budget: {concurrency: 2}",
@@ -218,12 +219,9 @@ def test_trial_past_its_time_limit_is_timed_out_and_locked_stores_are_waited_for
     while not (db.exists() and _count(db, "select count(*) from trials") >= 1):
         assert sweep.poll() is None and time.monotonic() < deadline, sweep.output()[-3000:]
         time.sleep(0.2)
-    release, mlflow_release = threading.Event(), threading.Event()
+    release = threading.Event()
     locker = threading.Thread(target=_hold_lock, args=(db, release))
     locker.start()
-    mlflow_locker = threading.Thread(target=_hold_lock, args=(out / "mlflow.db", mlflow_release))
-    mlflow_locker.start()  # MLflow unusable for longer than its 20 s busy timeout: its writes fail meanwhile
-    threading.Timer(30.0, mlflow_release.set).start()
     try:  # the 1-epoch trial finishes and is told while the study is locked, past SQLite's 5 s busy timeout
         while not any(r.get("final") == 1.0 for d in (out / "tune").glob("trial_*") for r in result_lines(d)):
             assert sweep.poll() is None and time.monotonic() < deadline, sweep.output()[-3000:]
@@ -232,7 +230,6 @@ def test_trial_past_its_time_limit_is_timed_out_and_locked_stores_are_waited_for
     finally:
         release.set()
         locker.join()
-        mlflow_locker.join()
     assert sweep.wait(400) == 1, sweep.output()[-3000:]
     output = sweep.output()
     assert "check: OK" in output, output[-3000:]
@@ -245,13 +242,14 @@ def test_trial_past_its_time_limit_is_timed_out_and_locked_stores_are_waited_for
     assert late["epochs_done"] >= 1 and "TrialTimedOut" in late["error"]
     front = pd.read_csv(out / "report" / "pareto.csv")
     assert late["trial_id"] not in set(front["trial_id"])
-    # what MLflow refused while it was locked was logged at the end: every epoch of history.parquet is there
-    assert "MLflow tracking failed" in output
+    # every epoch of history.parquet is in MLflow (what MLflow misses is backfilled at the end: test_tracking)
     history = pd.read_parquet(out / "history.parquet")
     client, children = mlflow_children(out)
     for run in children:
         epochs = history.loc[history["trial_id"] == run.data.tags["tune_trial_id"], "epoch"].tolist()
-        assert sorted({m.step for m in client.get_metric_history(run.info.run_id, "train_loss")}) == epochs
+        # (subset: the timed-out trial's last epoch can reach MLflow but not Ray Tune's result file when
+        # the watchdog ends the worker right after reporting it)
+        assert set(epochs) <= {m.step for m in client.get_metric_history(run.info.run_id, "train_loss")}
     _check(out, capsys)
 
 
