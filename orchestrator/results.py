@@ -7,7 +7,8 @@ sampled), ``config.<name>`` for every trial setting (resolved: preset, then the 
 the metric (``clean_acc``, ``robust_acc@4/255``, ...), ``epochs_done``, ``seconds``,
 ``checkpoint``, ``node_id``, ``hostname``, ``pid``, ``error``, ``optuna_number`` and
 ``optuna_state``. Column names and statuses are `orchestrator.layout`'s.
-``history.parquet``: one row per trial and epoch (``trial_id``, ``epoch``, the metrics, ``final``).
+``history.parquet``: one row per trial and epoch (``trial_id``, ``epoch``, the metrics, ``final``),
+ending at the trial's ``epochs_done`` (Ray Tune's last result; see `_aligned_history`).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def collect(experiment_path: str, param_names: Iterable[str], early_stop_status:
         rows.append(row)
         frame = analysis.trial_dataframes.get(trial.trial_id)
         if frame is not None and len(frame) and "epoch" in frame:
-            histories.append(_history(trial.trial_id, frame))
+            histories.append(_aligned_history(trial.trial_id, frame, last, row["epochs_done"]))
     trials = pd.DataFrame(rows)
     if len(trials):
         trials = trials.sort_values(["optuna_number", "trial_id"], na_position="last", kind="stable")
@@ -130,6 +131,21 @@ def resolved_settings(config: Mapping[str, Any], settings: TrialSettings) -> dic
         return {f"{CONFIG_PREFIX}error": first_line(exc)}
     return {CONFIG_PREFIX + k: (",".join(f"{x:.6g}" for x in v) if isinstance(v, (list, tuple)) else v)
             for k, v in resolved.items()}
+
+
+def _aligned_history(trial_id: str, frame: pd.DataFrame, last: Mapping[str, Any], epochs_done: int) -> pd.DataFrame:
+    """`_history`, ending at Ray Tune's last result. Tune's result file and its last result can differ
+    by an epoch when a trial's worker ends abruptly: a trial restored from an earlier checkpoint that
+    ends at once has rows past its restored state (dropped: lost with the worker), and a result
+    processed just before the worker was killed may be missing from the file (added from the last result)."""
+    history = _history(trial_id, frame)
+    if not epochs_done:
+        return history
+    history = history[history["epoch"] <= epochs_done]
+    if not len(history) or int(history["epoch"].max()) < epochs_done:
+        extra = _history(trial_id, pd.DataFrame([{k: v for k, v in last.items() if k in frame.columns}]))
+        history = pd.concat([history, extra], ignore_index=True)
+    return history.reset_index(drop=True)
 
 
 def _history(trial_id: str, frame: pd.DataFrame) -> pd.DataFrame:

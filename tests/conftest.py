@@ -46,6 +46,13 @@ def write_spec(workdir: Path) -> Callable[..., Path]:
     return write
 
 
+# Variables Ray sets in this process together with a process-wide config it cannot undo: the first local
+# `ray.init` turns token authentication on (RAY_AUTH_MODE=token and a cached RayConfig). Removing the
+# variable afterwards leaves the two disagreeing, and the processes of a cluster started later from the
+# test process (ray.cluster_utils.Cluster) then never run an actor ("cancelled before it started").
+RAY_PROCESS_ENV = ("RAY_AUTH_MODE",)
+
+
 @pytest.fixture(autouse=True)
 def process_state_is_restored():
     """Each test leaves the process as it found it: torch's thread counts, grad mode and default
@@ -76,8 +83,10 @@ def process_state_is_restored():
         os.chdir(cwd)
     changed = sorted(k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k))
     if changed:
+        kept = {k: os.environ[k] for k in RAY_PROCESS_ENV if k in os.environ}
         os.environ.clear()
         os.environ.update(env)
+        os.environ.update(kept)
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         leaks.append("Ray still connected")
