@@ -566,7 +566,7 @@ def test_read_only_or_full_sweep_directory_is_refused_before_anything_starts(tmp
 def test_worker_node_removed_its_trial_finishes_on_the_remaining_node(tmp_path: Path, procs) -> None:
     """A two-node local Ray cluster (1 CPU each, one trial per node); once the worker node's trial has
     checkpointed an epoch, every process of that node (raylet, its workers, ...) is SIGKILLed. The trial
-    is retried on the head node from its checkpoint: each epoch is reported once, the first on the lost
+    is retried on the head node from its checkpoint: no epoch is reported twice, the first is on the lost
     node and the last on the head; the sweep finishes with exit code 0."""
     from ray.cluster_utils import Cluster
 
@@ -602,9 +602,16 @@ def test_worker_node_removed_its_trial_finishes_on_the_remaining_node(tmp_path: 
     trials = pd.read_parquet(out / "trials.parquet").set_index("trial_id")
     assert set(trials["status"]) == {"finished"} and set(trials["epochs_done"]) == {3}
     assert trials.loc[moved, "node_id"] == head_id
+    # Tune's result file in --storage is synced from the driver now and then, so a line written just
+    # before the node was lost may be missing there; what must hold: no epoch trained twice (it continued
+    # from its checkpoint on the head node, not from scratch), the first epoch on the lost node, the last
+    # on the head, and history.parquet agreeing with it
     reported = result_lines(experiment / f"trial_{moved}")
-    assert [r["epoch"] for r in reported] == [1, 2, 3], reported  # continued from its checkpoint
+    epochs = [r["epoch"] for r in reported]
+    assert epochs == sorted(set(epochs)) and epochs[0] == 1 and epochs[-1] == 3, reported
     assert reported[0]["node_id"] == worker_id and reported[-1]["node_id"] == head_id
+    history = pd.read_parquet(out / "history.parquet")
+    assert history.loc[history["trial_id"] == moved, "epoch"].tolist() == [int(e) for e in epochs]
 
 
 # --- 6. two sweeps at once on one tracking store and storage ------------------------------------------------
