@@ -23,9 +23,9 @@ train-demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# The suite in a random order (the seed is printed; rerun one order with --random-order-seed=N).
+# The suite in a random order (without -q, so that the header prints the seed; rerun one order with --random-order-seed=N).
 test-random: install
-	$(BIN)/python -m pytest -q --random-order-bucket=global
+	$(BIN)/python -m pytest --random-order-bucket=global
 
 # Lint (ruff: errors, import order, likely bugs) and types (mypy --check-untyped-defs); CI runs it first.
 lint: install
