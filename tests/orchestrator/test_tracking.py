@@ -21,15 +21,21 @@ def test_default_uri_is_absolute(tmp_path: Path) -> None:
     assert default_tracking_uri(tmp_path) == f"sqlite:////{str(tmp_path.resolve()).lstrip('/')}/mlflow.db"
 
 
-def test_child_runs_are_idempotent_and_reconciled(tmp_path: Path) -> None:
+def _tracked_trial(tmp_path: Path, epochs: int) -> tuple[Tracker, str, MlflowTrialCallback, SimpleNamespace]:
+    """A tracker on a SQLite store in `tmp_path`, its parent run, the trial callback, and trial "abc"."""
     uri = default_tracking_uri(tmp_path)
     tracker = Tracker(uri, "t", tmp_path / "mlartifacts")
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text("name: t\n")
     parent = tracker.start_parent("sweep", {"trials": 2}, {"git_commit": "x"}, spec_file)
-    settings = TrialSettings(preset="tiny", base={"epochs": 2}, metric_names=("clean_acc",))
+    settings = TrialSettings(preset="tiny", base={"epochs": epochs}, metric_names=("clean_acc",))
     callback = MlflowTrialCallback(uri, tracker.experiment_id, parent, settings)
-    trial = SimpleNamespace(trial_id="abc", config={"epsilon": 0.03}, last_result={"final": 1.0})
+    return tracker, parent, callback, SimpleNamespace(trial_id="abc", config={"epsilon": 0.03},
+                                                      last_result={"final": 1.0})
+
+
+def test_child_runs_are_idempotent_and_reconciled(tmp_path: Path) -> None:
+    tracker, parent, callback, trial = _tracked_trial(tmp_path, epochs=2)
     result = {"epoch": 1.0, "clean_acc": float("nan"), "train_loss": -1.0, "robust_acc@4/255": 0.2,
               "node_id": "n1", "training_iteration": 1}
     callback.on_trial_start(0, [], trial)
@@ -62,14 +68,7 @@ def test_backfill_logs_what_mlflow_missed_once(tmp_path: Path) -> None:
     nothing; a trial with no child run gets one from `reconcile_children` first."""
     import pandas as pd
 
-    uri = default_tracking_uri(tmp_path)
-    tracker = Tracker(uri, "t", tmp_path / "mlartifacts")
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text("name: t\n")
-    parent = tracker.start_parent("sweep", {"trials": 2}, {"git_commit": "x"}, spec_file)
-    settings = TrialSettings(preset="tiny", base={"epochs": 3}, metric_names=("clean_acc",))
-    callback = MlflowTrialCallback(uri, tracker.experiment_id, parent, settings)
-    trial = SimpleNamespace(trial_id="abc", config={"epsilon": 0.03}, last_result={"final": 1.0})
+    tracker, parent, callback, trial = _tracked_trial(tmp_path, epochs=3)
     callback.on_trial_start(0, [], trial)
     callback.on_trial_result(0, [], trial, {"epoch": 1.0, "train_loss": -1.0, "training_iteration": 1})
     # epochs 2 and 3 never reached MLflow; epoch 1 was trained again with another loss; "lost" has no run
