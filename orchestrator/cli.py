@@ -120,9 +120,10 @@ def _add_where_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=int, default=None, metavar="N",
                    help="CPUs of the local Ray instance (default: all of this machine's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress table (the summary is still printed)")
-    p.add_argument("--verify", default="cheap", metavar="SUITE",
+    p.add_argument("--verify", default=None, metavar="SUITE",
                    help="at the end, re-verify the Pareto front with this AutoAttack suite + Square + the masking "
-                   "audit: cheap (APGD-CE + APGD-T, default), standard, apgd-ce, apgd-ce+square, or none")
+                   "audit instead of the spec's verify.suite (default cheap: APGD-CE + APGD-T): standard, cheap, "
+                   "apgd-ce, apgd-ce+square, square, or none")
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
@@ -258,7 +259,16 @@ def _options(args: argparse.Namespace) -> "SweepOptions":
                         storage=getattr(args, "storage", None), tracking_uri=getattr(args, "tracking_uri", None),
                         study_storage=getattr(args, "study_storage", None),
                         num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
-                        verify=None if args.verify == "none" else args.verify)
+                        verify=_verify_suite(args.verify))
+
+
+def _verify_suite(value: str | None) -> str | None:
+    """--verify's value, checked: an AutoAttack suite, "none", or None (the spec's)."""
+    from trainable.config import AUTOATTACK_SUITES
+
+    if value is not None and value != "none" and value not in AUTOATTACK_SUITES:
+        raise UserError(f"--verify: unknown suite {value!r}; allowed: {', '.join(AUTOATTACK_SUITES)}, none")
+    return value
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

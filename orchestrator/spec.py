@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from trainable.config import PRESETS, TrialConfig, field_names, large_epsilon_warning, merge_settings
+from trainable.config import AUTOATTACK_SUITES, PRESETS, TrialConfig, field_names, large_epsilon_warning, merge_settings
 from trainable.data import DATASETS, data_problem
 
 from .checks import FIELD_TYPES, Checker, SpecError, short, show, unknown, unknown_metric
@@ -24,9 +24,10 @@ from .execution import Execution, check_execution
 from .layout import MODES, Objective, did_you_mean, first_line, one_line
 from .samplers import SAMPLERS, concurrency_warnings
 from .space import CORNER_LIMIT, SearchSpace, parse_space
+from .verify import VerifySettings
 
 TOP_KEYS = ("name", "description", "preset", "objectives", "budget", "sampler", "scheduler", "resources",
-            "retries", "execution", "base", "space")
+            "retries", "execution", "verify", "base", "space")
 SCHEDULERS = ("asha",)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 __all__ = ["SpecError", "SweepSpec", "Objective", "Scheduler", "load_spec", "parse_spec"]
@@ -66,6 +67,7 @@ class SweepSpec:
     execution: Execution = field(default_factory=Execution)  # how the driver runs it (`orchestrator.execution`)
     warnings: list[str] = field(default_factory=list)  # "<file>: <key>: ..." lines: valid but suspicious
     trial_time_limit_s: float | None = None  # budget.trial_time_limit: an attempt running longer is stopped
+    verify: VerifySettings | None = field(default_factory=VerifySettings)  # None: the front is not re-verified
 
     @property
     def metrics(self) -> list[str]:
@@ -213,13 +215,37 @@ class _SpecChecker(Checker):
         trial_limit_s = None if trial_limit is None else self.duration("budget.trial_time_limit", trial_limit)
         self.check_data(space, base_values, base)
         self.epsilon_warnings(base_config, space)
+        verify = self.verify(raw.get("verify", {}))
         return SweepSpec(
             path=self.path, name=name, description=description, preset=preset, objectives=objectives,
             trials=trials, concurrency=concurrency, time_limit_s=time_limit, sampler=sampler,
             sampler_options=sampler_options, scheduler=scheduler, cpu=cpu, gpu=gpu, retries=retries,
             base=base, space=space, raw=raw, execution=execution, warnings=list(self.warnings),
-            trial_time_limit_s=trial_limit_s,
+            trial_time_limit_s=trial_limit_s, verify=verify,
         )
+
+    def verify(self, value: Any) -> VerifySettings | None:
+        """``verify:`` - none/false, a suite name, or {suite, square_queries, images}; default: cheap."""
+        if value is False or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        key = "verify" if isinstance(value, str) else "verify.suite"
+        if isinstance(value, str):
+            value = {"suite": value}
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.fail("verify", f"expected none, a suite name or a mapping with keys suite, "
+                                      f"square_queries, images; got {show(value)}")
+        self.keys("verify", value, ("suite", "square_queries", "images"))
+        default = VerifySettings()
+        suite = value.get("suite", default.suite)
+        if suite not in AUTOATTACK_SUITES:
+            suites = list(AUTOATTACK_SUITES)
+            raise self.fail(key, f"unknown AutoAttack suite {show(suite)}{did_you_mean(str(suite), suites)}; "
+                                 f"allowed: {', '.join(suites)} (or verify: none)")
+        queries = self.integer("verify.square_queries", value.get("square_queries", default.square_queries), 1)
+        images = self.integer("verify.images", value.get("images", default.images), 0)
+        return VerifySettings(suite, queries, images)
 
     def base(self, value: Any, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
         if value is None:

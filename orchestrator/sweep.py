@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ from .tracking import (
     package_versions,
     probe_tracking,
 )
+from .verify import VerifySettings
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,7 @@ class SweepOptions:
     study_storage: str | None = None  # the Optuna study's URL; default the spec's, else sqlite in the sweep dir
     num_cpus: int | None = None  # CPUs of the local Ray instance (default: all)
     verbose: int = 1  # Ray Tune's progress output: 0 silent, 1 status table, 2 every result
-    verify: str | None = "cheap"  # AutoAttack suite re-verifying the front at the end; None: do not verify
-    verify_square_queries: int = 1000  # Square's queries in that verification (CPU minutes, not hours)
+    verify: str | None = None  # --verify: AutoAttack suite replacing the spec's verify.suite; "none": do not verify
 
 
 def trial_settings(spec: SweepSpec) -> TrialSettings:
@@ -343,15 +343,20 @@ def _write_report(sweep_dir: Path) -> None:
         print(f"note: no report: {exc}", file=sys.stderr)
 
 
-def _verify(sweep_dir: Path, options: SweepOptions) -> None:
-    """Re-verify the front (`orchestrator.verify`) before the report; a sweep that cannot says why."""
-    if not options.verify:
+def _verify(sweep_dir: Path, spec: SweepSpec, options: SweepOptions) -> None:
+    """Re-verify the front (`orchestrator.verify`) before the report, as the spec's ``verify:`` (or
+    --verify) says; a sweep that cannot says why."""
+    settings = spec.verify
+    if options.verify == "none" or (settings is None and options.verify is None):
         return
+    settings = settings or VerifySettings()
+    if options.verify:
+        settings = replace(settings, suite=options.verify)
     from .verify import verify_front
 
-    print(f"verifying the Pareto front ({options.verify} AutoAttack + Square + masking audit) ...", file=sys.stderr)
+    print(f"verifying the Pareto front ({settings.describe()}) ...", file=sys.stderr)
     try:
-        verify_front(sweep_dir, options.verify, options.verify_square_queries)
+        verify_front(sweep_dir, settings.suite, settings.square_queries, images=settings.images)
     except Exception as exc:  # noqa: BLE001 - the sweep's results and report must survive a failed verification
         print(f"note: front not verified: {first_line(exc)}", file=sys.stderr)
 
@@ -404,7 +409,7 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
     try:
         if not interrupted:
             _restore_interrupts(previous)  # a long verification can still be stopped with Ctrl-C
-            _verify(sweep_dir, options)
+            _verify(sweep_dir, spec, options)
         _write_report(sweep_dir)
         _tracking_safely(tracker.finish_parent, state.parent_run_id, "KILLED" if interrupted else "FINISHED",
                          [trials_path, history_path], counts)

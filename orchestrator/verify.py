@@ -9,6 +9,7 @@ attack, image by image.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +18,21 @@ import pandas as pd
 from .layout import FRONT_STATUS, VERIFIED_FILE, UserError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """The end-of-sweep verification (the spec's ``verify:``): the AutoAttack suite
+    (`trainable.config.AUTOATTACK_SUITES`), Square's query budget, and how many of each trial's test
+    images are attacked (0: all). The defaults keep a CPU sweep's verification to minutes."""
+
+    suite: str = "cheap"
+    square_queries: int = 1000
+    images: int = 0
+
+    def describe(self) -> str:
+        shown = "all test images" if not self.images else f"{self.images} test images"
+        return f"{self.suite} AutoAttack + Square ({self.square_queries} queries) + masking audit, {shown}"
 
 
 def verify_front(sweep_dir: Path, suite: str = "cheap", square_queries: int | None = None,

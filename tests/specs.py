@@ -17,9 +17,11 @@ TINY_BASE = "train_images: 100, eval_images: 50, probe_epochs: 2"
 
 def tiny_spec(*, name: str = "tiny", trials: int | None = 3, concurrency: int = 2, epochs: int = 2,
               space: str = "  epsilon: {float: [0, 16/255]}", sampler: str = "{type: random, seed: 1}",
-              retries: int | None = None, base: str = TINY_BASE, extra: str = "") -> str:
+              retries: int | None = None, base: str = TINY_BASE, extra: str = "", verify: str = "none") -> str:
     """A valid spec on the tiny preset; `trials=None` leaves the budget to the grid sampler; `space` is
-    the indented body of ``space:``; `extra` adds top-level YAML lines."""
+    the indented body of ``space:``; `extra` adds top-level YAML lines; `verify` is the spec's
+    ``verify:`` (none by default: the end-of-sweep verification costs half a minute, and only the tests
+    of verification are about it)."""
     budget = f"{{trials: {trials}, concurrency: {concurrency}}}" if trials else f"{{concurrency: {concurrency}}}"
     lines = textwrap.dedent(f"""\
         name: {name}
@@ -30,6 +32,7 @@ def tiny_spec(*, name: str = "tiny", trials: int | None = 3, concurrency: int = 
         budget: {budget}
         sampler: {sampler}
         resources: {{cpu: 1}}
+        verify: {verify}
         """)
     if retries is not None:
         lines += f"retries: {retries}\n"

@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.spec import SpecError, load_spec, parse_spec
+from orchestrator.verify import VerifySettings
 
 SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 SHIPPED = sorted(SPACES.rglob("*.yaml"))
@@ -61,6 +62,18 @@ def test_time_limit_and_bundles(tiny_spec: str) -> None:
     assert spec.space.params[0].bundles["b"]["method"] == "robust-simclr"
 
 
+def test_verify_section(tiny_spec: str) -> None:
+    """``verify:`` defaults to the cheap suite on every test image; none turns it off; a mapping sets each part."""
+    assert parse_spec(tiny_spec.replace("verify: none\n", ""), "t.yaml").verify == VerifySettings("cheap", 1000, 0)
+    assert parse_spec(tiny_spec, "t.yaml").verify is None
+    assert parse_spec(tiny_spec.replace("verify: none", "verify: false"), "t.yaml").verify is None
+    assert parse_spec(tiny_spec.replace("verify: none", "verify: standard"), "t.yaml").verify == \
+        VerifySettings("standard", 1000, 0)
+    parsed = parse_spec(tiny_spec.replace("verify: none", "verify: {suite: apgd-ce, square_queries: 300, images: 200}"),
+                        "t.yaml").verify
+    assert parsed == VerifySettings("apgd-ce", 300, 200)
+
+
 # (spec text transform, key path expected in the message, another expected fragment)
 BAD_SPECS = [
     ("unknown_top_key", lambda t: t + "objective: x\n", "objective", "did you mean 'objectives'"),
@@ -100,6 +113,11 @@ BAD_SPECS = [
     ("malformed_yaml", lambda t: t.replace("budget: {trials: 3, concurrency: 2}", "budget: {trials: 3, [concurrency"),
      "malformed YAML at line 7", "started at line 6"),
     ("not_a_mapping", lambda t: "- just\n- a list\n", "the spec must be a mapping", "list"),
+    ("verify_unknown_suite", lambda t: t.replace("verify: none", "verify: chep"), "verify", "did you mean 'cheap'"),
+    ("verify_unknown_key", lambda t: t.replace("verify: none", "verify: {suit: cheap}"), "verify.suit",
+     "did you mean 'suite'"),
+    ("verify_no_queries", lambda t: t.replace("verify: none", "verify: {square_queries: 0}"),
+     "verify.square_queries", "below the minimum 1"),
 ]
 
 
