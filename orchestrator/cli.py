@@ -232,6 +232,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="AutoAttack suite of --verify: standard (default), cheap, apgd-ce, apgd-ce+square")
     p.add_argument("--square-queries", type=int, default=None, metavar="N",
                    help="Square's query budget in --verify (default: the trials' square_queries, 5000)")
+    p.add_argument("--verify-images", type=int, default=0, metavar="N",
+                   help="--verify attacks the first N test images of each trial (default 0: all of them)")
     p.set_defaults(func=cmd_report)
 
 
@@ -242,9 +244,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.verify:
         from .verify import verify_front
 
+        if args.verify_images < 0:
+            raise UserError(f"--verify-images: expected a count >= 0 (0: all test images), got {args.verify_images}")
         print(f"verifying the Pareto front ({args.verify_suite} AutoAttack + Square + masking audit) ...",
               file=sys.stderr)
-        verify_front(args.sweep_dir, args.verify_suite, args.square_queries, args.objectives or None)
+        verify_front(args.sweep_dir, args.verify_suite, args.square_queries, args.objectives or None,
+                     args.verify_images)
     path = write_report(args.sweep_dir, args.objectives or None, args.format, log_to_mlflow=not args.no_mlflow)
     summary = path.parent / "summary.txt"
     print(summary.read_text() if summary.is_file() else "", end="")

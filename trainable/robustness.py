@@ -80,7 +80,7 @@ def require_autoattack() -> None:
         import pyautoattack  # noqa: F401
     except ImportError:
         raise ConfigError("autoattack and square need the package pyautoattack: "
-                          "pip install -e '.[autoattack]'") from None
+                          "pip install 'pyautoattack>=0.2,<0.3' (a dependency of this project)") from None
 
 
 def _autoattack(classifier: nn.Module, epsilon: float, attacks: tuple[str, ...], seed: int, num_classes: int,
