@@ -16,7 +16,7 @@ SHIPPED = sorted(SPACES.rglob("*.yaml"))
 
 def test_shipped_specs_are_present() -> None:
     names = {p.stem for p in SHIPPED}
-    assert {"epsilon", "crops", "replay_steps", "loss_weights", "joint", "paper_table"} <= names
+    assert {"epsilon", "crops", "replay_steps", "loss_weights", "joint", "paper_table", "pareto_asha"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(SPACES)))
