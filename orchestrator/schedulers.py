@@ -112,7 +112,7 @@ class ParetoASHAScheduler(FIFOScheduler):
         for milestone, recorded in self.rungs:
             if time < milestone or trial_id in recorded:
                 continue
-            n = len(recorded) + 1
+            n = sum(all(math.isfinite(v) for v in r) for r in recorded.values()) + 1  # NaN rows: not counted
             stop = ahead_count(values, recorded.values(), self.modes) >= n / self.reduction_factor
             recorded[trial_id] = tuple(values)
             if stop:

@@ -109,6 +109,10 @@ def test_missing_or_nan_values_are_never_stopped_for() -> None:
     feed({"p": scheduler}, [("a", 1, 0.9, 0.9), ("b", 1, 0.8, 0.8)])
     assert scheduler.on_trial_result(None, Trial("n"), {"training_iteration": 1, "robust_acc": math.nan,
                                                          "clean_acc": 0.1}) == CONTINUE
+    # NaN rows recorded at a rung do not count (as ASHA's nanpercentile): d is behind the one real row
+    decisions = feed({"p": ParetoASHAScheduler(METRICS, MODES, max_t=4)},
+                     [("a", 1, 0.9, 0.9), ("n1", 1, math.nan, 0.5), ("n2", 1, math.nan, 0.5), ("d", 1, 0.1, 0.1)])
+    assert decisions["p"] == [CONTINUE, CONTINUE, CONTINUE, STOP]
 
 
 def synthetic_history() -> pd.DataFrame:
