@@ -9,12 +9,18 @@ would have stopped and pareto-asha keeps. The sweep should have run without a sc
 ``eval_every=1`` (every trial's every epoch evaluated), so that every trial's whole curve is known.
 
     python scripts/replay_schedulers.py runs/crops-20261125-091151 [--asha-metric robust_acc]
-        [--grace-period 1] [--reduction-factor 2] [--objectives clean_acc:max,robust_acc:max]
+        [--grace-period 1] [--reduction-factor 2] [--objectives clean_acc:max,robust_acc:max] [--all-orders]
+
+``--all-orders`` also replays every order the trials could have arrived in (all permutations up to
+7 trials, else 5,040 random ones, seeded) and counts, over those orders, how often each rule stops a
+trial of the final front and how many trials it stops in all: the answer for one order can be luck.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import random
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -53,6 +59,33 @@ def compare(sweep_dir: str | Path, asha_metric: str = "robust_acc", grace_period
     return out[["trial_id", "status", "epochs", "on_front", "asha_stop", "pareto_stop"]]
 
 
+def over_orders(sweep_dir: str | Path, asha_metric: str = "robust_acc", grace_period: int = 1,
+                reduction_factor: float = 2, objectives: Sequence[Objective] | None = None,
+                limit: int = 5040) -> dict[str, int]:
+    """`compare` over every arrival order of the trials (`limit` random ones, seeded, when there are
+    more): ``orders``, and per rule (``asha``, ``pareto``) the stops of final-front trials
+    (``<rule>_front_stops``) and all its stops (``<rule>_stops``), summed over the orders."""
+    sweep = load_sweep(sweep_dir)
+    table = compare(sweep_dir, asha_metric, grace_period, reduction_factor, objectives)
+    objectives = list(objectives or sweep.objectives)
+    ids = list(table["trial_id"])
+    front = set(table.loc[table["on_front"], "trial_id"])
+    if len(ids) <= 7:
+        orders: list[Sequence[str]] = list(itertools.permutations(ids))
+    else:
+        rng = random.Random(0)
+        orders = [rng.sample(ids, len(ids)) for _ in range(limit)]
+    counts = {"orders": len(orders), "asha_front_stops": 0, "pareto_front_stops": 0, "asha_stops": 0, "pareto_stops": 0}
+    for order in orders:
+        stops = replay(sweep.history, [o.metric for o in objectives], [o.mode for o in objectives], asha_metric,
+                       grace_period=grace_period, reduction_factor=reduction_factor, order=list(order))
+        for rule in ("asha", "pareto"):
+            stopped = set(stops.loc[stops[f"{rule}_stop"].notna(), "trial_id"])
+            counts[f"{rule}_stops"] += len(stopped)
+            counts[f"{rule}_front_stops"] += len(stopped & front)
+    return counts
+
+
 def summary(table: pd.DataFrame, asha_metric: str) -> list[str]:
     """What the replay shows, in a few lines."""
     front = table[table["on_front"]]
@@ -75,18 +108,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grace-period", type=int, default=1)
     parser.add_argument("--reduction-factor", type=float, default=2.0)
     parser.add_argument("--objectives", help="metric:mode,... (default: the sweep's)")
+    parser.add_argument("--all-orders", action="store_true", help="also count over every arrival order")
     args = parser.parse_args(argv)
     objectives = None
     if args.objectives:
         objectives = [Objective(*item.rsplit(":", 1)) for item in args.objectives.split(",")]
     try:
         table = compare(args.sweep_dir, args.asha_metric, args.grace_period, args.reduction_factor, objectives)
+        counts = over_orders(args.sweep_dir, args.asha_metric, args.grace_period, args.reduction_factor,
+                             objectives) if args.all_orders else None
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     shown = table.astype({"asha_stop": "object", "pareto_stop": "object"}).fillna("-")
     print(shown.to_string(index=False))
     print("\n".join(summary(table, args.asha_metric)))
+    if counts is not None:
+        print(f"over {counts['orders']} arrival orders: trials of the final front stopped "
+              f"{counts['asha_front_stops']} times by ASHA on {args.asha_metric}, {counts['pareto_front_stops']} "
+              f"by pareto-asha; trials stopped in all {counts['asha_stops']} and {counts['pareto_stops']}")
     return 0
 
 

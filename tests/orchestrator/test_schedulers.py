@@ -164,6 +164,12 @@ def test_replay_script_on_a_recorded_sweep_directory(tmp_path, capsys) -> None:
     assert "trials on the final front that ASHA on robust_acc stops: 1 (late); pareto-asha keeps 1 of them (late)" in out
     assert "trials on the final front that pareto-asha stops: 0" in out
     assert script.main([str(tmp_path), "--asha-metric", "train_loss"]) == 2
+    # over all 24 arrival orders pareto-asha never stops a trial of the final front; ASHA does
+    assert script.over_orders(tmp_path) == {"orders": 24, "asha_front_stops": 16, "pareto_front_stops": 0,
+                                            "asha_stops": 40, "pareto_stops": 29}
+    assert script.main([str(tmp_path), "--all-orders"]) == 0
+    assert "over 24 arrival orders: trials of the final front stopped 16 times by ASHA on robust_acc, 0 by " \
+           "pareto-asha" in capsys.readouterr().out
 
 
 def test_make_scheduler_from_the_spec(tiny_spec: str) -> None:
