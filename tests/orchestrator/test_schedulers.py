@@ -181,3 +181,15 @@ def test_make_scheduler_from_the_spec(tiny_spec: str) -> None:
     asha = make_scheduler(parse_spec(tiny_spec.replace("space:\n", "scheduler: {type: asha, metric: robust_acc}\n"
                                                                    "space:\n")).scheduler)
     assert isinstance(asha, ASHAScheduler) and not isinstance(asha, ParetoASHAScheduler)
+
+
+def test_the_scheduler_survives_the_tuner_pickle() -> None:
+    """Tune pickles the scheduler with the Tuner (tuner.pkl) and unpickles it on `resume`."""
+    import pickle
+
+    scheduler = ParetoASHAScheduler(METRICS, MODES, max_t=4)
+    feed({"p": scheduler}, [("a", 1, 0.6, 0.7), ("b", 1, 0.1, 0.1)])
+    copy = pickle.loads(pickle.dumps(scheduler))
+    assert copy.rungs == scheduler.rungs and copy.stopped == {"b": 1}
+    assert copy.on_trial_result(None, Trial("c"), {"training_iteration": 1, "robust_acc": 0.9, "clean_acc": 0.9}) \
+        == CONTINUE
