@@ -1,4 +1,4 @@
-"""Pareto dominance, non-dominated sorting, hypervolume and the knee point.
+"""Pareto dominance, non-dominated sorting, crowding distance, hypervolume and the knee point.
 
 Array functions take ``points``, an ``(n, k)`` float array (n candidates, k objectives), and
 ``modes``, a length-k sequence of ``"max"``/``"min"``. Internally every objective is turned into a
@@ -158,6 +158,38 @@ def _ranks_min(pts: np.ndarray, block: int = 512) -> np.ndarray:
         current = np.flatnonzero(count == 0)
         rank += 1
     return ranks
+
+
+def crowding_distances(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str],
+                       ranks: np.ndarray | None = None) -> np.ndarray:
+    """Float array ``(n,)``: each row's NSGA-II crowding distance within its non-dominated rank.
+
+    Deb et al. (2002): within one rank, for every objective the rows are sorted by it; the two
+    extremes get ``inf`` and every other row adds the gap between its neighbours, divided by the
+    rank's range in that objective (an objective with one value in the rank adds nothing). A larger
+    distance is a less crowded, more informative row; a rank of one or two rows is all ``inf``.
+    `ranks` (``non_dominated_ranks``'s, computed when not given) saves sorting twice; non-finite
+    rows (rank -1) get NaN.
+    """
+    pts = as_points(points, modes)
+    ranks = non_dominated_ranks(pts, modes) if ranks is None else np.asarray(ranks, dtype=int)
+    out = np.full(len(pts), np.nan)
+    for rank in np.unique(ranks[ranks >= 0]):
+        members = np.flatnonzero(ranks == rank)
+        distance = np.zeros(len(members))
+        if len(members) <= 2:
+            out[members] = np.inf
+            continue
+        for j in range(pts.shape[1]):
+            values = pts[members, j]
+            order = np.argsort(values, kind="stable")
+            distance[order[0]] = distance[order[-1]] = np.inf
+            span = values[order[-1]] - values[order[0]]
+            if span > 0:
+                gaps = (values[order[2:]] - values[order[:-2]]) / span
+                distance[order[1:-1]] += gaps
+        out[members] = distance
+    return out
 
 
 # --- hypervolume ------------------------------------------------------------------------------------

@@ -286,7 +286,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     params = [f"  {p.name}: {p.describe()}" for p in spec.space.params]
     print(f"{args.spec}: OK - sweep {spec.name!r}, preset {spec.preset}, {spec.trials} trials, "
           f"{spec.concurrency} at a time, sampler {spec.sampler}"
-          f"{', ASHA on ' + spec.scheduler.metric if spec.scheduler else ''}")
+          f"{', ' + spec.scheduler.describe() if spec.scheduler else ''}")
     print(f"  objectives: {objectives}")
     print("\n".join(params))
     print("  trains:")

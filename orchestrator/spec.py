@@ -28,19 +28,25 @@ from .verify import VerifySettings
 
 TOP_KEYS = ("name", "description", "preset", "objectives", "budget", "sampler", "scheduler", "resources",
             "retries", "execution", "verify", "base", "space")
-SCHEDULERS = ("asha",)
+SCHEDULERS = ("asha", "pareto-asha")  # built by `orchestrator.schedulers`
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 __all__ = ["SpecError", "SweepSpec", "Objective", "Scheduler", "load_spec", "parse_spec"]
 
 
 @dataclass(frozen=True)
 class Scheduler:
-    type: str
-    metric: str
-    mode: str
+    type: str  # asha: on `metric` alone; pareto-asha: on all of `objectives` (then metric and mode are None)
+    metric: str | None
+    mode: str | None
     grace_period: int
     reduction_factor: float
     max_t: int
+    objectives: tuple[Objective, ...] = ()
+
+    def describe(self) -> str:
+        if self.type == "pareto-asha":
+            return f"Pareto-ASHA on {', '.join(o.metric for o in self.objectives)}"
+        return f"ASHA on {self.metric}"
 
 
 @dataclass
@@ -320,25 +326,36 @@ class _SpecChecker(Checker):
         if value is None:
             return None
         self.keys("scheduler", value, ("type", "metric", "mode", "grace_period", "reduction_factor", "max_t"),
-                  required=("type", "metric"))
-        if value["type"] not in SCHEDULERS:
-            raise self.fail("scheduler.type", f"unknown scheduler {show(value['type'])}; allowed: "
-                                              f"{', '.join(SCHEDULERS)}")
-        metric = value["metric"]
-        if metric not in base_config.metric_names():
-            raise self.fail("scheduler.metric", unknown_metric(metric, base_config))
-        mode = value.get("mode")
-        if mode is None:
-            mode = {o.metric: o.mode for o in objectives}.get(metric)
+                  required=("type",))
+        kind = value["type"]
+        if not isinstance(kind, str) or kind not in SCHEDULERS:
+            raise self.fail("scheduler.type", f"unknown scheduler {show(kind)}{did_you_mean(str(kind), list(SCHEDULERS))}; "
+                                              f"allowed: {', '.join(SCHEDULERS)}")
+        metric, mode = value.get("metric"), value.get("mode")
+        if kind == "pareto-asha":
+            for key in ("metric", "mode"):
+                if key in value:
+                    raise self.fail(f"scheduler.{key}", f"not used by pareto-asha, which ranks trials on all the "
+                                                        f"objectives ({', '.join(o.metric for o in objectives)}) with "
+                                                        f"their modes; remove it, or use type: asha to stop on one metric")
+        else:
+            if "metric" not in value:
+                raise self.fail("scheduler.metric", "is required with type: asha (or use type: pareto-asha to rank "
+                                                    "trials on all the objectives)")
+            if metric not in base_config.metric_names():
+                raise self.fail("scheduler.metric", unknown_metric(metric, base_config))
             if mode is None:
-                raise self.fail("scheduler.mode", f"required (max or min) because {metric!r} is not an objective")
-        if mode not in MODES:
-            raise self.fail("scheduler.mode", f"expected max or min, got {show(mode)}")
+                mode = {o.metric: o.mode for o in objectives}.get(metric)
+                if mode is None:
+                    raise self.fail("scheduler.mode", f"required (max or min) because {metric!r} is not an objective")
+            if mode not in MODES:
+                raise self.fail("scheduler.mode", f"expected max or min, got {show(mode)}")
+        name = "the ASHA scheduler" if kind == "asha" else "the pareto-asha scheduler"
         if base.get("eval_every", 1) != 1 and "eval_every" in base:
-            raise self.fail("base.eval_every", f"must be 1 with the ASHA scheduler (it compares trials after "
+            raise self.fail("base.eval_every", f"must be 1 with {name} (it compares trials after "
                                                f"every epoch); got {base['eval_every']}")
         if "eval_every" in space.names:
-            raise self.fail("space.eval_every", "cannot be swept with the ASHA scheduler (it is fixed to 1)")
+            raise self.fail("space.eval_every", f"cannot be swept with {name} (it is fixed to 1)")
         epochs = [base_config.epochs] + [config.epochs for _, config in trial_configs(space)]
         max_t = self.integer("scheduler.max_t", value.get("max_t", max(epochs)), 1)
         grace = self.integer("scheduler.grace_period", value.get("grace_period", 1), 1)
@@ -347,7 +364,9 @@ class _SpecChecker(Checker):
         factor = self.number("scheduler.reduction_factor", value.get("reduction_factor", 2))
         if factor <= 1:
             raise self.fail("scheduler.reduction_factor", f"must be > 1, got {factor}")
-        return Scheduler("asha", metric, mode, grace, factor, max_t)
+        if kind == "pareto-asha":
+            return Scheduler(kind, None, None, grace, factor, max_t, tuple(objectives))
+        return Scheduler(kind, metric, mode, grace, factor, max_t)
 
     def resources(self, value: Any) -> tuple[float, float]:
         self.keys("resources", value, ("cpu", "gpu"))

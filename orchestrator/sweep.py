@@ -19,7 +19,6 @@ from typing import Any
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from trainable.config import parse_overrides
@@ -49,6 +48,7 @@ from .layout import (
     relative_url,
     with_password,
 )
+from .schedulers import make_scheduler
 from .search import ParetoOptunaSearch, make_searcher, optuna_links
 from .spec import SweepSpec, load_spec
 from .study_storage import (
@@ -98,7 +98,8 @@ class SweepOptions:
 
 
 def trial_settings(spec: SweepSpec) -> TrialSettings:
-    """The settings every trial shares: base, threads = the trial's CPUs, eval_every=1 under ASHA."""
+    """The settings every trial shares: base, threads = the trial's CPUs, eval_every=1 under a scheduler
+    (asha or pareto-asha)."""
     base = dict(spec.base)
     base.setdefault("threads", max(1, int(spec.cpu)))
     if spec.scheduler is not None:
@@ -288,11 +289,7 @@ def _new_tuner(spec: SweepSpec, state: SweepState, sweep_dir: Path, trainable: A
                options: SweepOptions) -> Any:
     searcher = make_searcher(spec.space, spec.metrics, spec.modes, spec.sampler, spec.sampler_options,
                              state.study_name, state.study(sweep_dir), spec.concurrency)
-    scheduler = None
-    if spec.scheduler is not None:
-        s = spec.scheduler
-        scheduler = ASHAScheduler(metric=s.metric, mode=s.mode, time_attr="training_iteration", max_t=s.max_t,
-                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    scheduler = make_scheduler(spec.scheduler)
     callback = MlflowTrialCallback(state.tracking(sweep_dir), state.mlflow_experiment_id, state.parent_run_id,
                                    settings, early_stop_status=_early_stop_status(spec))
     parent, name = state.experiment_dir(sweep_dir).rsplit("/", 1)

@@ -1,8 +1,9 @@
-"""Pareto front, ranks, hypervolume and knee against brute force and hand-computed values."""
+"""Pareto front, ranks, crowding distance, hypervolume and knee against brute force and hand-computed values."""
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from analysis.pareto import (
     NonFiniteRowsWarning,
+    crowding_distances,
     dominates,
     front,
     hypervolume,
@@ -235,3 +237,15 @@ def test_only_finished_trials_reach_the_front() -> None:
     assert curve["hypervolume"].tolist() == pytest.approx([0.21, 0.21, 0.21, 0.21 + 0.5 * 0.1, 0.26, 0.26])
     with pytest.warns(NonFiniteRowsWarning):
         assert knee_trial(trials, objectives)["trial_id"] in ("a", "d")
+
+
+def test_crowding_distances() -> None:
+    """Per rank: extremes inf, interior rows the sum of neighbour gaps over the rank's range; NaN rows NaN."""
+    points = np.array([[0.1, 0.9], [0.9, 0.1], [0.5, 0.5], [0.6, 0.45], [0.2, 0.2]])
+    d = crowding_distances(points, ["max", "max"])
+    assert np.isinf(d[[0, 1]]).all() and np.isinf(d[4])  # extremes of rank 0; alone in rank 1
+    # rank 0 sorted on x: 0.1, 0.5, 0.6, 0.9; on y: 0.1, 0.45, 0.5, 0.9 (ranges 0.8)
+    assert d[2] == pytest.approx((0.6 - 0.1) / 0.8 + (0.9 - 0.45) / 0.8)
+    assert d[3] == pytest.approx((0.9 - 0.5) / 0.8 + (0.5 - 0.1) / 0.8)
+    with pytest.warns(NonFiniteRowsWarning):
+        assert np.isnan(crowding_distances([[0.1, math.nan], [0.2, 0.3]], ["max", "max"])[0])

@@ -17,7 +17,7 @@ SHIPPED = sorted(SPACES.rglob("*.yaml"))
 
 def test_shipped_specs_are_present() -> None:
     names = {p.stem for p in SHIPPED}
-    assert {"epsilon", "crops", "replay_steps", "loss_weights", "joint", "paper_table"} <= names
+    assert {"epsilon", "crops", "replay_steps", "loss_weights", "joint", "paper_table", "pareto_asha"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(SPACES)))
@@ -41,6 +41,19 @@ def test_parse_full_spec(tiny_spec: str) -> None:
     assert spec.space.names == ["epsilon", "num_crops", "replay_steps", "lambda_inv"]
     assert spec.space.params[2].when == {"adversary": ("free",)}
     assert spec.base_config().epochs == 2
+
+
+def test_pareto_asha_scheduler_ranks_on_the_objectives(tiny_spec: str, capsys: pytest.CaptureFixture[str],
+                                                       write_spec) -> None:
+    spec = parse_spec(tiny_spec.replace("space:\n", "scheduler: {type: pareto-asha, grace_period: 1, "
+                                                     "reduction_factor: 2}\nspace:\n"), "t.yaml")
+    s = spec.scheduler
+    assert s is not None and s.type == "pareto-asha" and (s.metric, s.mode) == (None, None)
+    assert [(o.metric, o.mode) for o in s.objectives] == [("clean_acc", "max"), ("robust_acc", "max")]
+    assert (s.grace_period, s.reduction_factor, s.max_t) == (1, 2, 2)
+    path = write_spec(tiny_spec.replace("space:\n", "scheduler: {type: pareto-asha}\nspace:\n"))
+    assert main(["validate", str(path)]) == 0
+    assert "Pareto-ASHA on clean_acc, robust_acc" in capsys.readouterr().out
 
 
 def test_preset_and_set_overrides_apply_to_base(tmp_path: Path, tiny_spec: str) -> None:
@@ -107,6 +120,20 @@ BAD_SPECS = [
      "space.replay_steps.when.adversery", "did you mean 'adversary'"),
     ("scheduler_metric", lambda t: t + "scheduler: {type: asha, metric: clean_accc}\n", "scheduler.metric",
      "did you mean 'clean_acc'"),
+    ("scheduler_type", lambda t: t + "scheduler: {type: pareto-ash}\n", "scheduler.type",
+     "did you mean 'pareto-asha'"),
+    ("pareto_asha_metric", lambda t: t + "scheduler: {type: pareto-asha, metric: robust_acc}\n", "scheduler.metric",
+     "not used by pareto-asha, which ranks trials on all the objectives (clean_acc, robust_acc)"),
+    ("pareto_asha_mode", lambda t: t + "scheduler: {type: pareto-asha, mode: max}\n", "scheduler.mode",
+     "use type: asha to stop on one metric"),
+    ("pareto_asha_reduction_factor", lambda t: t + "scheduler: {type: pareto-asha, reduction_factor: 1}\n",
+     "scheduler.reduction_factor", "must be > 1"),
+    ("pareto_asha_grace_period", lambda t: t + "scheduler: {type: pareto-asha, grace_period: 3}\n",
+     "scheduler.grace_period", "above max_t=2"),
+    ("pareto_asha_eval_every", lambda t: t.replace("base: {epochs: 2,", "base: {epochs: 2, eval_every: 2,")
+     + "scheduler: {type: pareto-asha}\n", "base.eval_every", "must be 1 with the pareto-asha scheduler"),
+    ("asha_without_metric", lambda t: t + "scheduler: {type: asha}\n", "scheduler.metric",
+     "is required with type: asha"),
     ("missing_objectives", lambda t: t.replace("objectives:", "objectivez:"), "objectivez", "objectives"),
     ("negative_gpu", lambda t: t.replace("resources: {cpu: 1}", "resources: {cpu: 1, gpu: -1}"), "resources.gpu",
      "fraction"),

@@ -288,6 +288,7 @@ KEYS = ["name", "description", "preset", "objectives", "budget", "sampler", "sch
         "base", "space", "metric", "mode", "trials", "concurrency", "time_limit", "type", "seed", "cpu", "gpu",
         "float", "int", "choice", "log", "step", "when", "epsilon", "num_crops", "replay_steps", "method",
         "dataset", "data_dir", "adversary", "eval_epsilons", "epochs", "grace_period", "max_t", "asha", "tpe",
+        "pareto-asha", "reduction_factor",
         "grid", "row", "x", "", "1", "__import__"]
 scalars = st.one_of(
     st.none(), st.booleans(),
@@ -295,7 +296,7 @@ scalars = st.one_of(
     st.integers(min_value=-(10 ** 400), max_value=10 ** 400),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(["8/255", "1/0", "0/0", "1e400", "-1e400", "nan", "inf", "8 / 255", "/", "3/", "tiny", "demo",
-                     "paper", "tpe", "grid", "random", "nsga2", "gp", "asha", "max", "min", "clean_acc",
+                     "paper", "tpe", "grid", "random", "nsga2", "gp", "asha", "pareto-asha", "max", "min", "clean_acc",
                      "robust_acc", "robust_acc@4/255", "ncrop_acc", "cf-amc-ssl", "simclr", "emp-ssl", "free", "pgd",
                      "crop", "patch", "cifar10", "fashion-mnist", "embedded", "synthetic", "/nonexistent", "30m",
                      "0s", "2h", "-5m", "yes", "no", "", " ", "\x00", "é", "{", "]"]),
