@@ -102,13 +102,18 @@ def audit(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, num
     ladder = tuple(sorted(set(ladder)))
     clean = correct_flags(classifier, images, labels).float().mean().item()
     acc_ladder: dict[float, float] = {}
+    pgd_set = None
     for eps in ladder:
         if eps == 0:
             acc_ladder[eps] = clean
             continue
         step = max(alpha, 2.5 * eps / max(1, steps))
-        acc_ladder[eps] = pgd_flags(classifier, images, labels, eps, step, steps, seed=seed).float().mean().item()
-    pgd_set = pgd_flags(classifier, images, labels, epsilon, alpha, steps)
+        flags = pgd_flags(classifier, images, labels, eps, step, steps, seed=seed)
+        acc_ladder[eps] = flags.float().mean().item()
+        if eps == epsilon and step == alpha:  # zero-start PGD is deterministic: this rung is the metric's PGD
+            pgd_set = flags
+    if pgd_set is None:
+        pgd_set = pgd_flags(classifier, images, labels, epsilon, alpha, steps)
     pgd = pgd_set.float().mean().item()
     accs: dict[str, float] = {"clean": clean, "pgd": pgd}
     whitebox = pgd
