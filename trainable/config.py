@@ -55,6 +55,10 @@ AUTOATTACK_SUITES: dict[str, tuple[str, ...]] = {
     "square": ("square",),
 }
 
+# Recipes of the n-crop probe (`ncrop_probe`, docs/METHOD.md section 4.1): the method's SGD one, or the standard
+# probe's Adam one (section 4.2).
+NCROP_PROBES = ("sgd", "adam")
+
 # Metric names reported by `trainable.loop.train` (the contract with orchestrator and analysis).
 BASE_METRICS = ("clean_acc", "robust_acc", "train_loss", "epoch", "train_seconds", "samples_per_second")
 
@@ -150,7 +154,15 @@ class TrialConfig:
     probe_epochs: int = 20
     probe_lr: float = 3e-4
     probe_batch_size: int = 256
-    ncrop_eval: int = 0  # n-crop aggregation accuracy with n views (0 = off)
+    ncrop_eval: int = 0  # n > 0: ncrop_acc and ncrop_robust_acc, a probe on the mean feature of n views (0 = off)
+    ncrop_probe: str = "sgd"  # the n-crop probe's recipe: sgd (the method's, below) | adam (the standard probe's)
+    ncrop_probe_lr: float = 0.03  # sgd recipe: SGD momentum 0.9, weight decay 5e-5, batch 100, cosine over the epochs
+    ncrop_probe_epochs: int = 100  # sgd recipe's epochs (the adam recipe uses probe_epochs, probe_lr)
+    robust_probe: bool = False  # also fit a probe on PGD examples: robust_probe_clean_acc, robust_probe_robust_acc
+    robust_probe_epsilon: float = 8 / 255  # the PGD the robust probe trains on (encoder + the probe being fitted)
+    robust_probe_alpha: float = 0.01
+    robust_probe_steps: int = 5
+    robust_probe_epochs: int = 0  # 0 = probe_epochs (Adam, probe_lr, probe_batch_size, as the standard probe)
     autoattack: bool = False  # also report `autoattack_acc` at eval_epsilon (optional package pyautoattack)
     autoattack_suite: str = "standard"  # standard | cheap (APGD-CE + APGD-T) | apgd-ce+square | apgd-ce | square
     eval_restarts: int = 0  # > 0: also report `pgd_restarts_acc`, worst case over zero + this many random starts
@@ -187,7 +199,9 @@ class TrialConfig:
         """Every metric name `train` reports for this config."""
         names = list(BASE_METRICS) + [metric_name_for_epsilon(e) for e in self.eval_epsilons]
         if self.ncrop_eval:
-            names.append("ncrop_acc")
+            names += ["ncrop_acc", "ncrop_robust_acc"]
+        if self.robust_probe:
+            names += ["robust_probe_clean_acc", "robust_probe_robust_acc"]
         if self.autoattack:
             names.append("autoattack_acc")
         if self.eval_restarts:
@@ -224,9 +238,12 @@ class TrialConfig:
             raise ConfigError(_choice_msg("memory_format", self.memory_format, list(MEMORY_FORMATS)))
         if self.autoattack_suite not in AUTOATTACK_SUITES:
             raise ConfigError(_choice_msg("autoattack_suite", self.autoattack_suite, list(AUTOATTACK_SUITES)))
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"compile: expected true or false, got {self.compile!r}")
-        for key in ("epsilon", "eval_epsilon", "alpha", "eval_alpha"):
+        if self.ncrop_probe not in NCROP_PROBES:
+            raise ConfigError(_choice_msg("ncrop_probe", self.ncrop_probe, list(NCROP_PROBES)))
+        for key in ("compile", "robust_probe"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key}: expected true or false, got {getattr(self, key)!r}")
+        for key in ("epsilon", "eval_epsilon", "alpha", "eval_alpha", "robust_probe_epsilon", "robust_probe_alpha"):
             value = float(getattr(self, key))
             if not (0.0 <= value <= 1.0) or math.isnan(value):
                 raise ConfigError(f"{key}: {value} is outside [0, 1]; pixels are in [0, 1]{_per_255_hint(value)}")
@@ -237,12 +254,17 @@ class TrialConfig:
                 raise ConfigError(f"eval_epsilons: {e} is outside [0, 1]; pixels are in [0, 1]{_per_255_hint(e)}")
         if self.eval_alpha == 0 and self.eval_pgd_steps > 0:
             raise ConfigError("eval_alpha: 0 leaves the evaluation PGD where it starts; use e.g. 0.01 or 2/255")
+        if self.robust_probe_epsilon == 0:
+            raise ConfigError("robust_probe_epsilon: 0 makes the robust probe a clean one; use e.g. 8/255")
+        if self.robust_probe_alpha == 0:
+            raise ConfigError("robust_probe_alpha: 0 leaves the robust probe's PGD where it starts; use e.g. 0.01")
         minimum = {
             "budget_epochs": 0, "batch_size": 2, "num_crops": 1, "replay_steps": 1, "pgd_steps": 1,
             "width": 1, "blocks_per_stage": 1, "feature_dim": 1, "hidden_dim": 1, "z_dim": 0,
             "eval_every": 0, "eval_pgd_steps": 0, "eval_images": 0, "probe_images": 0, "probe_epochs": 0,
             "probe_batch_size": 1, "ncrop_eval": 0, "train_images": 0, "threads": 0, "seed": 0,
-            "eval_restarts": 0, "eval_restart_steps": 0, "square_queries": 1,
+            "eval_restarts": 0, "eval_restart_steps": 0, "square_queries": 1, "ncrop_probe_epochs": 1,
+            "robust_probe_steps": 1, "robust_probe_epochs": 0,
         }
         for key, low in minimum.items():
             value = getattr(self, key)
@@ -259,7 +281,7 @@ class TrialConfig:
             raise ConfigError(f"num_crops: {self.num_crops} crops; the EMP invariance term needs at least 2")
         if self.objective == "simclr" and self.num_crops != 2:
             raise ConfigError(f"num_crops: SimCLR uses exactly 2 views, got {self.num_crops}")
-        for key in ("lr", "tcr_eps", "temperature"):
+        for key in ("lr", "tcr_eps", "temperature", "ncrop_probe_lr"):
             if not float(getattr(self, key)) > 0 or math.isinf(float(getattr(self, key))):
                 raise ConfigError(f"{key}: must be > 0 and finite, got {getattr(self, key)}")
         for key in ("lambda_inv", "lambda_tcr", "weight_decay", "momentum", "lars_eta", "probe_lr"):
@@ -316,7 +338,7 @@ class TrialConfig:
             out.append(f"budget_epochs: {self.budget_epochs} is not divisible by replay_steps={self.replay_steps}; "
                        f"the free-AT row trains round({self.budget_epochs}/{self.replay_steps}) = {self.epochs} "
                        f"epochs (the paper's rule, 500 -> 167 at m = 3)")
-        for key in ("epsilon", "eval_epsilon"):
+        for key in ("epsilon", "eval_epsilon") + (("robust_probe_epsilon",) if self.robust_probe else ()):
             out += [w for w in [large_epsilon_warning(key, getattr(self, key))] if w]
         out += [w for w in [large_epsilon_warning("eval_epsilons", e) for e in self.eval_epsilons] if w]
         return out

@@ -1,8 +1,15 @@
-"""Frozen-encoder evaluation: linear probe, clean and PGD robust accuracy, n-crop aggregation (METHOD.md 4).
+"""Frozen-encoder evaluation: linear probes, clean and PGD robust accuracy, n-crop aggregation (METHOD.md 4).
 
-The encoder is in eval mode and never updated; the probe is ``nn.Linear(feature_dim, K)`` on the
-pre-feature of full images (METHOD.md 4.2). Robust accuracy is end-to-end PGD (zero start, sign steps,
-cross-entropy) through encoder and head.
+The encoder is in eval mode and never updated; every probe is ``nn.Linear(feature_dim, K)`` on the
+pre-feature. Robust accuracy is end-to-end PGD (zero start, sign steps, cross-entropy) through encoder
+and head. Three probes, each with its own recipe:
+
+- the standard probe (``clean_acc``, ``robust_acc``): Adam, ``probe_lr``, ``probe_epochs``, on fixed
+  features of full images (METHOD.md 4.2);
+- the robust probe (``robust_probe=true``): the same Adam recipe, but every minibatch is replaced by
+  PGD examples against the frozen encoder and the probe being fitted (METHOD.md 4.2, robust head);
+- the n-crop probe (``ncrop_eval=n``): on the mean feature of n augmented views; by default the
+  method's SGD recipe (``ncrop_probe=sgd``), or the standard probe's Adam one (METHOD.md 4.1).
 """
 
 from __future__ import annotations
@@ -13,10 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attacks import pgd_linf
 from .config import TrialConfig, metric_name_for_epsilon
 from .model import Encoder
 from .robustness import autoattack_flags, pgd_flags
-from .views import make_views, recipe_for
+from .views import ViewRecipe, make_views, recipe_for
+
+# The n-crop probe's ``sgd`` recipe (METHOD.md 4.1); its learning rate and epochs are settings
+# (``ncrop_probe_lr`` 0.03, ``ncrop_probe_epochs`` 100), the cosine runs over those epochs.
+NCROP_SGD_MOMENTUM = 0.9
+NCROP_SGD_WEIGHT_DECAY = 5e-5
+NCROP_SGD_BATCH = 100
 
 
 @torch.no_grad()
@@ -37,10 +51,7 @@ def train_probe(
     generator: torch.Generator,
 ) -> nn.Linear:
     """Fit ``nn.Linear(feature_dim, K)`` with Adam and cross-entropy on fixed features (N, feature_dim)."""
-    head = nn.Linear(features.shape[1], num_classes).to(features.device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-        head.reset_parameters()
+    head = new_head(features.shape[1], num_classes, features.device, generator)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     n = len(features)
     for _ in range(epochs):
@@ -50,6 +61,59 @@ def train_probe(
             opt.zero_grad()
             F.cross_entropy(head(features[idx]), labels[idx]).backward()
             opt.step()
+    return head
+
+
+def new_head(feature_dim: int, num_classes: int, device: torch.device, generator: torch.Generator) -> nn.Linear:
+    """A freshly initialised ``nn.Linear(feature_dim, K)``; its initialisation is one draw from ``generator``."""
+    head = nn.Linear(feature_dim, num_classes).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        head.reset_parameters()
+    return head
+
+
+def ncrop_probe_optimizer(head: nn.Linear, config: TrialConfig
+                          ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None, int, int]:
+    """The n-crop probe's (optimiser, per-epoch scheduler or None, epochs, batch size) for ``config.ncrop_probe``.
+
+    ``sgd``: SGD lr ``ncrop_probe_lr``, momentum 0.9, weight decay 5e-5, batch 100, a cosine schedule
+    stepped once per epoch over ``ncrop_probe_epochs`` (METHOD.md 4.1). ``adam``: the standard probe's
+    recipe (Adam ``probe_lr``, ``probe_epochs``, ``probe_batch_size``, constant learning rate).
+    """
+    if config.ncrop_probe == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(head.parameters(), lr=config.ncrop_probe_lr,
+                                                     momentum=NCROP_SGD_MOMENTUM,
+                                                     weight_decay=NCROP_SGD_WEIGHT_DECAY)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.ncrop_probe_epochs)
+        return opt, sched, config.ncrop_probe_epochs, NCROP_SGD_BATCH
+    return torch.optim.Adam(head.parameters(), lr=config.probe_lr), None, config.probe_epochs, config.probe_batch_size
+
+
+def train_ncrop_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, config: TrialConfig,
+                      generator: torch.Generator) -> nn.Linear:
+    """Fit the n-crop probe on fixed mean-view features (N, feature_dim) with `ncrop_probe_optimizer`'s recipe.
+
+    The ``sgd`` recipe drops the last incomplete batch of each epoch, as the method's evaluation does
+    (all N images form one batch when N < 100); the ``adam`` recipe keeps it, as the standard probe.
+    """
+    head = new_head(features.shape[1], num_classes, features.device, generator)
+    opt, sched, epochs, batch_size = ncrop_probe_optimizer(head, config)
+    n = len(features)
+    if n == 0:
+        return head
+    drop_last = config.ncrop_probe == "sgd"
+    batch_size = min(batch_size, n) if drop_last else batch_size
+    stop = n - n % batch_size if drop_last else n
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(features.device)
+        for i in range(0, stop, batch_size):
+            idx = order[i : i + batch_size]
+            opt.zero_grad()
+            F.cross_entropy(head(features[idx]), labels[idx]).backward()
+            opt.step()
+        if sched is not None:
+            sched.step()
     return head
 
 
@@ -101,6 +165,44 @@ def autoattack_accuracy(classifier: nn.Module, images: torch.Tensor, labels: tor
     return flags.float().mean().item() if len(flags) else 0.0
 
 
+def probe_attack(encoder: Encoder, head: nn.Linear, images: torch.Tensor, labels: torch.Tensor, epsilon: float,
+                 alpha: float, steps: int) -> torch.Tensor:
+    """The robust probe's training inputs for one minibatch: ``images + delta``, (B, 3, H, W) in [0, 1].
+
+    ``delta`` is end-to-end PGD-``steps`` (L-inf ``epsilon``, step ``alpha``, zero start, CE) against the
+    frozen encoder and ``head`` at its current weights; only delta is differentiated.
+    """
+    delta = pgd_linf(cross_entropy_of(Classifier(encoder, head), labels), images, epsilon, alpha, steps)
+    return (images + delta).detach()
+
+
+def train_robust_probe(model: Encoder, images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int,
+                       lr: float, batch_size: int, epsilon: float, alpha: float, steps: int,
+                       generator: torch.Generator) -> nn.Linear:
+    """Fit ``nn.Linear(feature_dim, K)`` on PGD examples of the frozen encoder (METHOD.md 4.2, robust head).
+
+    The standard probe's recipe (Adam ``lr``, ``epochs``, ``batch_size``, the same draws from
+    ``generator``), except that each shuffled minibatch of full images is first attacked by
+    `probe_attack` against the probe as it is at that step, and the probe takes its step on the
+    features of the attacked images. The encoder stays in eval mode and is not updated.
+    """
+    model.eval()
+    head = new_head(model.feature_dim, num_classes, images.device, generator)
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    n = len(images)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(images.device)
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            x_adv = probe_attack(model, head, images[idx], labels[idx], epsilon, alpha, steps)
+            with torch.no_grad():
+                feats = model.features(x_adv)
+            opt.zero_grad()
+            F.cross_entropy(head(feats), labels[idx]).backward()
+            opt.step()
+    return head
+
+
 def eval_seed(trial_seed: int) -> int:
     """The seed of a trial's evaluation streams (probe init, shuffling, n-crop views, attack restarts).
 
@@ -121,6 +223,44 @@ def ncrop_features(model: Encoder, images: torch.Tensor, n: int, recipe, generat
         views = make_views(x, n, recipe, generator)  # (n*b, 3, 32, 32) crop-major
         out.append(model.features(views).reshape(n, len(x), -1).mean(0))
     return torch.cat(out)
+
+
+def ncrop_flags(model: Encoder, head: nn.Linear, images: torch.Tensor, labels: torch.Tensor, n: int,
+                recipe: ViewRecipe, generator: torch.Generator, epsilon: float, alpha: float, steps: int,
+                batch_views: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clean, robust) (N,) bool flags of the n-crop classifier: ``head`` on the mean feature of n views per image.
+
+    One seeded draw of n views per test image serves both. The attack is PGD-``steps`` over all n
+    views at once (an independent delta per view, zero start, sign steps, L-inf ``epsilon``, [0, 1]),
+    maximising the cross-entropy of ``head(mean view feature)`` (METHOD.md 4.1). Its start, the
+    unperturbed views, is one of the points the attacker may choose, so an image counts as robust only
+    when it is classified correctly both clean and attacked: robust is a subset of clean.
+    """
+    model.eval()
+    clean, robust = [], []
+    per_batch = max(1, batch_views // n)
+    for i in range(0, len(images), per_batch):
+        x, y = images[i : i + per_batch], labels[i : i + per_batch]
+        views = make_views(x, n, recipe, generator)  # (n*b, 3, 32, 32) crop-major
+
+        def logits(v: torch.Tensor, b: int = len(x)) -> torch.Tensor:
+            return head(model.features(v).reshape(n, b, -1).mean(0))
+
+        def loss(v: torch.Tensor, y: torch.Tensor = y) -> torch.Tensor:
+            return F.cross_entropy(logits(v), y)
+
+        with torch.no_grad():
+            ok = logits(views).argmax(1) == y
+        if epsilon > 0 and steps > 0:
+            delta = pgd_linf(loss, views, epsilon, alpha, steps)
+            with torch.no_grad():
+                survived = ok & (logits(views + delta).argmax(1) == y)
+        else:  # a zero budget cannot move the views
+            survived = ok
+        clean.append(ok)
+        robust.append(survived)
+    empty = torch.zeros(0, dtype=torch.bool, device=images.device)
+    return (torch.cat(clean) if clean else empty), (torch.cat(robust) if robust else empty)
 
 
 def fit_classifier(model: Encoder, config: TrialConfig, train_images: torch.Tensor, train_labels: torch.Tensor,
@@ -154,6 +294,25 @@ def strong_attack_metrics(clf: nn.Module, config: TrialConfig, images: torch.Ten
     return out
 
 
+def robust_probe_metrics(model: Encoder, config: TrialConfig, train_images: torch.Tensor,
+                         train_labels: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
+                         num_classes: int, seed: int) -> dict[str, float]:
+    """robust_probe_clean_acc and robust_probe_robust_acc (the PGD of ``robust_acc``) of the robust probe.
+
+    Its own generator (from ``seed``), so switching it on changes no other metric.
+    """
+    gen = torch.Generator().manual_seed(seed + 2)
+    head = train_robust_probe(model, train_images, train_labels, num_classes,
+                              config.robust_probe_epochs or config.probe_epochs, config.probe_lr,
+                              config.probe_batch_size, config.robust_probe_epsilon, config.robust_probe_alpha,
+                              config.robust_probe_steps, gen)
+    clf = Classifier(model, head.requires_grad_(False)).eval()
+    clean = accuracy(clf, test_images, test_labels)
+    robust = clean if config.eval_epsilon == 0 else robust_accuracy(
+        clf, test_images, test_labels, config.eval_epsilon, config.eval_alpha, config.eval_pgd_steps)
+    return {"robust_probe_clean_acc": clean, "robust_probe_robust_acc": robust}
+
+
 def evaluate(
     model: Encoder,
     config: TrialConfig,
@@ -164,7 +323,8 @@ def evaluate(
     num_classes: int,
     seed: int,
 ) -> dict[str, float]:
-    """Probe on ``train_*`` features, test on ``test_*``: clean_acc, robust_acc, robust_acc@eps, [ncrop_acc].
+    """Probe on ``train_*`` features, test on ``test_*``: clean_acc, robust_acc, robust_acc@eps, and as configured
+    ncrop_acc and ncrop_robust_acc, the strong attacks, robust_probe_clean_acc and robust_probe_robust_acc.
 
     Images are float (N, 3, 32, 32) in [0, 1] on the model's device. Deterministic given ``seed``; uses
     its own generators, so it never disturbs the training RNG streams.
@@ -192,12 +352,15 @@ def evaluate(
             recipe = recipe_for(objective, views)
             vgen = torch.Generator(device=train_images.device).manual_seed(seed + 1)
             tr = ncrop_features(model, train_images, config.ncrop_eval, recipe, vgen)
-            te = ncrop_features(model, test_images, config.ncrop_eval, recipe, vgen)
-            ncrop_head = train_probe(tr, train_labels, num_classes, config.probe_epochs, config.probe_lr,
-                                     config.probe_batch_size, gen)
-            with torch.no_grad():
-                metrics["ncrop_acc"] = (ncrop_head(te).argmax(1) == test_labels).float().mean().item()
+            ncrop_head = train_ncrop_probe(tr, train_labels, num_classes, config, gen).requires_grad_(False)
+            ok, survived = ncrop_flags(model, ncrop_head, test_images, test_labels, config.ncrop_eval, recipe, vgen,
+                                       config.eval_epsilon, config.eval_alpha, config.eval_pgd_steps)
+            metrics["ncrop_acc"] = ok.float().mean().item() if len(ok) else 0.0
+            metrics["ncrop_robust_acc"] = survived.float().mean().item() if len(ok) else 0.0
         metrics.update(strong_attack_metrics(clf, config, test_images, test_labels, num_classes, seed))
+        if config.robust_probe:
+            metrics.update(robust_probe_metrics(model, config, train_images, train_labels, test_images,
+                                                test_labels, num_classes, seed))
         metrics["eval_images"] = float(len(test_images))
         metrics["eval_pgd_steps"] = float(config.eval_pgd_steps)
         metrics["probe_images"] = float(len(train_images))

@@ -1,4 +1,4 @@
-"""Evaluation settings: the strong-attack knobs validate in one line, and evaluation seeds depend on
+"""Evaluation settings: the strong-attack and probe knobs validate in one line (off by default), and evaluation seeds depend on
 the trial's seed only (never on `epochs` or the epoch evaluated)."""
 
 from __future__ import annotations
@@ -18,13 +18,35 @@ def test_strong_attack_settings_add_their_metrics() -> None:
     assert "pgd_restarts_acc" not in TrialConfig().metric_names()
 
 
+def test_probe_settings_are_off_by_default_and_add_their_metrics() -> None:
+    for cfg in (TrialConfig(), preset("demo"), preset("paper"), preset("tiny")):
+        assert not cfg.robust_probe and cfg.ncrop_eval == 0
+        assert not {n for n in cfg.metric_names() if n.startswith(("robust_probe_", "ncrop_"))}
+    cfg = TrialConfig(robust_probe=True, ncrop_eval=4)
+    assert {"robust_probe_clean_acc", "robust_probe_robust_acc", "ncrop_acc", "ncrop_robust_acc"} <= set(
+        cfg.metric_names())
+    assert (cfg.ncrop_probe, cfg.ncrop_probe_lr, cfg.ncrop_probe_epochs) == ("sgd", 0.03, 100)
+    assert (cfg.robust_probe_epsilon, cfg.robust_probe_alpha, cfg.robust_probe_steps) == (8 / 255, 0.01, 5)
+    assert TrialConfig.from_dict({"robust_probe": "true", "robust_probe_epsilon": "4/255"}).robust_probe_epsilon \
+        == 4 / 255
+
+
 @pytest.mark.parametrize("changes, start", [
+    (dict(ncrop_probe="lbfgs"), "ncrop_probe: unknown value 'lbfgs'"),
+    (dict(ncrop_probe_lr=0), "ncrop_probe_lr: must be > 0"),
+    (dict(ncrop_probe_epochs=0), "ncrop_probe_epochs: 0 is below the minimum 1"),
+    (dict(robust_probe="yes"), "robust_probe: expected true or false"),
+    (dict(robust_probe_epsilon=0), "robust_probe_epsilon: 0 makes the robust probe a clean one"),
+    (dict(robust_probe_epsilon=8), "robust_probe_epsilon: 8.0 is outside [0, 1]; pixels are in [0, 1]; did you mean"),
+    (dict(robust_probe_alpha=0), "robust_probe_alpha: 0 leaves"),
+    (dict(robust_probe_steps=0), "robust_probe_steps: 0 is below the minimum 1"),
+    (dict(robust_probe_epochs=-1), "robust_probe_epochs: -1 is below the minimum 0"),
     (dict(autoattack_suite="fast"), "autoattack_suite: unknown value 'fast'"),
     (dict(eval_alpha=0), "eval_alpha: 0 leaves the evaluation PGD"),
     (dict(eval_restarts=-1), "eval_restarts: -1 is below the minimum 0"),
     (dict(square_queries=0), "square_queries: 0 is below the minimum 1"),
 ])
-def test_bad_strong_attack_settings_fail_in_one_line(changes, start) -> None:
+def test_bad_evaluation_settings_fail_in_one_line(changes, start) -> None:
     with pytest.raises(ConfigError) as err:
         TrialConfig(**changes)
     assert str(err.value).startswith(start) and "\n" not in str(err.value)
