@@ -117,8 +117,10 @@ def unknown_metric(metric: Any, config: TrialConfig) -> str:
     """Why `metric` is not one that trials of `config` report, with the metrics they do report."""
     names = config.metric_names()
     allowed = f"allowed: {', '.join(names)}"
-    if metric == "ncrop_acc":
-        return f"metric 'ncrop_acc' is reported only with ncrop_eval > 0 (set it in base); {allowed}"
+    if metric in ("ncrop_acc", "ncrop_robust_acc"):
+        return f"metric {metric!r} is reported only with ncrop_eval > 0 (set it in base); {allowed}"
+    if metric in ("robust_probe_clean_acc", "robust_probe_robust_acc"):
+        return f"metric {metric!r} is reported only with robust_probe: true (set it in base); {allowed}"
     if metric == "autoattack_acc":
         return f"metric 'autoattack_acc' is reported only with autoattack: true (set it in base); {allowed}"
     if isinstance(metric, str) and metric.startswith("robust_acc@"):

@@ -31,6 +31,15 @@ def test_probe_settings_are_off_by_default_and_add_their_metrics() -> None:
         == 4 / 255
 
 
+def test_an_objective_on_a_probe_metric_that_is_off_says_which_setting_reports_it() -> None:
+    from orchestrator.checks import unknown_metric
+
+    off = TrialConfig()
+    assert "only with robust_probe: true" in unknown_metric("robust_probe_robust_acc", off)
+    assert "only with ncrop_eval > 0" in unknown_metric("ncrop_robust_acc", off)
+    assert "robust_probe_robust_acc" in TrialConfig(robust_probe=True).metric_names()
+
+
 @pytest.mark.parametrize("changes, start", [
     (dict(ncrop_probe="lbfgs"), "ncrop_probe: unknown value 'lbfgs'"),
     (dict(ncrop_probe_lr=0), "ncrop_probe_lr: must be > 0"),
