@@ -99,6 +99,6 @@ def test_device_selection_is_explicit():
 
 def test_autoattack_without_its_package_fails_before_training(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyautoattack", None)  # import now raises ImportError
-    with pytest.raises(ConfigError, match=r"pip install -e '\.\[autoattack\]'"):
+    with pytest.raises(ConfigError, match=r"need the package pyautoattack: pip install 'pyautoattack>=0\.2,<0\.3'"):
         Trial(preset("tiny", autoattack=True))
 
