@@ -167,8 +167,10 @@ def _verified_blocks(data: ReportData) -> list[Block]:
     v = data.verified
     assert v is not None
     text = (f"Each searched-front trial was re-evaluated from its final checkpoint with the `{v.suite}` AutoAttack "
-            f"suite, Square and PGD, and audited for gradient masking (`trainable/audit.py`). Its robust "
-            f"objectives become the worst case over those attacks (robust only if every attack fails). "
+            f"suite, Square and PGD{f' on {v.images} test images' if v.images else ''}, and audited for gradient "
+            f"masking (`trainable/audit.py`). Its robust objectives become the worst case over those attacks "
+            f"(robust only if every attack fails), estimated on all its test images: robust_acc minus the share "
+            f"of the verified images that PGD left robust and another attack broke. "
             f"{len(v.verified_ids)} of {len(data.front)} trials stay on the front.")
     if v.dropped:
         text += " Fell off after verification: " + ", ".join(f"`{t}`" for t in v.dropped) + "."

@@ -2,8 +2,12 @@
 the verified values of ``<sweep_dir>/verified.parquet`` (written by ``orchestrator report --verify``
 and at the end of a sweep), and the Pareto front among them.
 
-A robust objective (`orchestrator.layout.VERIFIED_METRICS`) takes ``verified_worst_acc``: robust only
-if PGD, the strong attack and Square all fail on the image. Other objectives keep their values.
+A robust objective (`orchestrator.layout.VERIFIED_METRICS`) takes the worst case over the sweep's PGD,
+the strong attack and Square (robust only if every attack fails on the image), estimated on all the
+trial's test images: its ``robust_acc`` minus the share of the verified images that PGD left robust but
+another attack broke (``verified_pgd_acc - verified_worst_acc``). When every test image was verified this
+is exactly ``verified_worst_acc``; when a subset was (the spec's ``verify.images``), the front is not
+reshuffled by which images the subset happened to hold. Other objectives keep their values.
 """
 
 from __future__ import annotations
@@ -31,10 +35,22 @@ class Verified:
     unverified: list[str]  # on the searched front without a verification (stale or failed)
     suite: str = ""
     notes: list[str] = field(default_factory=list)
+    images: int = 0  # test images each trial's verification attacked (the largest, if they differ)
 
 
 def verified_name(metric: str) -> str:
     return f"{metric} verified"
+
+
+def _worst_case(trial: pd.Series, check: pd.Series | None) -> float:
+    """The trial's worst-case robust accuracy over every attack, on all its test images (module docstring)."""
+    if check is None or pd.isna(check.get("verified_worst_acc")):
+        return math.nan
+    worst = float(check["verified_worst_acc"])
+    pgd, searched = check.get("verified_pgd_acc"), trial.get("robust_acc")
+    if pd.isna(pgd) or searched is None or pd.isna(searched):
+        return worst
+    return max(0.0, float(searched) - (float(pgd) - worst))
 
 
 def load_verified(sweep_dir: Path | None, searched: pd.DataFrame, objectives: Sequence[Objective]) -> Verified | None:
@@ -47,12 +63,12 @@ def load_verified(sweep_dir: Path | None, searched: pd.DataFrame, objectives: Se
     for _, trial in searched.iterrows():
         tid = str(trial["trial_id"])
         check = by_id.get(tid)
-        worst = float(check["verified_worst_acc"]) if check is not None and "verified_worst_acc" in check \
-            and pd.notna(check["verified_worst_acc"]) else math.nan
+        worst = _worst_case(trial, check)
         row: dict[str, Any] = {"trial_id": tid, "status": FRONT_STATUS}
         for o in objectives:
             row[o.metric] = float(trial[o.metric])
-            row[verified_name(o.metric)] = worst if o.metric in VERIFIED_METRICS else float(trial[o.metric])
+            row[verified_name(o.metric)] = min(worst, float(trial[o.metric])) if o.metric in VERIFIED_METRICS \
+                else float(trial[o.metric])
         if check is None or math.isnan(worst):
             unverified.append(tid)
             error = check.get("verify_error") if check is not None else None
@@ -76,4 +92,6 @@ def load_verified(sweep_dir: Path | None, searched: pd.DataFrame, objectives: Se
     if not any(o.metric in VERIFIED_METRICS for o in objectives):
         notes.append(f"no objective is one of {', '.join(VERIFIED_METRICS)}: verification leaves every value as "
                      f"searched")
-    return Verified(table, ids, dropped, unverified, suite, notes)
+    counts = done["verified_images"].dropna() if "verified_images" in done.columns else pd.Series(dtype=float)
+    images = int(counts.max()) if len(counts) else 0
+    return Verified(table, ids, dropped, unverified, suite, notes, images)
