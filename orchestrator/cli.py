@@ -309,9 +309,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"{', ASHA on ' + spec.scheduler.metric if spec.scheduler else ''}")
     print(f"  objectives: {objectives}")
     print("\n".join(params))
+    for p in spec.space.params:
+        for group, given in p.resources.items():
+            print(f"  {p.name}={group} asks for " + ", ".join(f"{v:g} {k}" for k, v in given.items()))
+    if spec.enqueue:
+        print(f"  enqueued first: {'; '.join(_point_text(point) for point in spec.enqueue)}")
+    if spec.constraints:
+        print(f"  constraints: {'; '.join(str(c) for c in spec.constraints)}")
     print("  trains:")
     print("\n".join(f"    {line}" for line in training_rows(spec)))
     return EXIT_OK
+
+
+def _point_text(point: dict) -> str:
+    """An enqueued point as `validate` lists it: ``replay_steps=3, alpha=0.007843``."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

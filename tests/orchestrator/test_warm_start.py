@@ -85,6 +85,15 @@ def test_warm_start_holds_the_earlier_trials_and_changes_the_first_suggestion(tm
     assert _searcher(spec, f"sqlite:///{tmp_path / 'cold2.db'}").suggest("t0") == cold_first
 
 
+def test_the_shipped_warm_start_spec_fits_the_demo_sweep(tmp_path: Path) -> None:
+    """search_spaces/warm_start.yaml starts from a run of search_spaces/epsilon.yaml, as its comment says."""
+    from tests.specs import SPACES
+
+    earlier = _earlier_sweep(tmp_path / "demo", (SPACES / "epsilon.yaml").read_text())
+    warm = warm_trials(earlier, parse_spec((SPACES / "warm_start.yaml").read_text(), "warm_start.yaml"))
+    assert [t.params["epsilon"] for t in warm] == pytest.approx([0.0, 4 / 255, 8 / 255])
+
+
 @pytest.mark.parametrize("space,fragment", [
     ("  epsilon: {choice: [0, 8/255]}", "the spaces do not match: space.epsilon differs: choice"),
     ("  epsilon: {float: [0, 16/255]}\n  num_crops: {choice: [2, 4]}", "space.num_crops is not in its space"),
