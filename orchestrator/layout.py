@@ -327,7 +327,7 @@ FINAL_KEY = "final"  # 1.0 in the result of a trial's last epoch, 0.0 before
 TUNE_TRIAL_ATTR = "tune_trial_id"  # user attribute of an Optuna trial: its Ray Tune trial
 WARM_START_ATTR = "warm_start_from"  # user attribute of a trial copied from an earlier sweep: "<dir>:<trial id>"
 CONSTRAINTS_ATTR = "constraints"  # user attribute: the trial's constraint values (<= 0 is feasible)
-UNKNOWN_VIOLATION = 1e300  # the constraint value of a metric a trial did not report: infeasible
+UNKNOWN_VIOLATION = 1e9  # the constraint value of a metric a trial did not report: infeasible
 
 
 @dataclass(frozen=True)

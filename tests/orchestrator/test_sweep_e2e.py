@@ -284,3 +284,21 @@ def test_budget_flags_enqueue_constraints_and_warm_start(write_spec, workdir: Pa
     assert {t.user_attrs["warm_start_from"].rsplit(":", 1)[1] for t in warm} == set(trials["trial_id"])
     assert [t.constraints["epoch"] for t in sorted(warm, key=lambda t: t.params["epochs"])] == [0.0, 1.0]
     assert len(pd.read_parquet(second / "trials.parquet")) == 1
+
+
+def test_a_bundle_row_runs_with_its_own_resources(write_spec, workdir: Path, tiny_spec: str) -> None:
+    """Ray Tune asks for the row's CPUs (2) for its trial and the spec's (1) for the other; each trial
+    runs with its CPUs as torch threads; no GPU is asked for anywhere."""
+    from ray.tune import ExperimentAnalysis
+
+    text = tiny_spec.replace("sampler: {type: random, seed: 1}", "sampler: grid").replace(
+        "budget: {trials: 3, concurrency: 2}", "budget: {concurrency: 2}").replace(
+        "  epsilon: {float: [0, 16/255]}", "  row:\n    choice:\n      big: {num_crops: 4, resources: {cpu: 2}}\n"
+                                           "      small: {num_crops: 2}")
+    out = workdir / "rows"
+    assert _sweep([str(write_spec(text)), "--out", str(out), "--num-cpus", "2", "--verify", "none"]) == 0
+    trials = pd.read_parquet(out / "trials.parquet").set_index("param.row")
+    assert trials.loc["big", "config.threads"] == 2 and trials.loc["small", "config.threads"] == 1
+    asked = {t.config["row"]: t.placement_group_factory.required_resources
+             for t in ExperimentAnalysis(SweepState.load(out).experiment_dir(out)).trials}
+    assert asked == {"big": {"CPU": 2.0}, "small": {"CPU": 1.0}}
