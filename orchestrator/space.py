@@ -212,7 +212,23 @@ class SearchSpace:
             if problem:
                 raise check.fail(where, problem)
             point[p.name] = v
+        self._warn_unused(check, key, point)
         return point
+
+    def _warn_unused(self, check: Checker, key: str, point: Mapping[str, Any]) -> None:
+        """Warn about a value of `point` for a parameter whose `when` is known to fail for the point (Optuna
+        would never ask for it); a condition on a parameter the point leaves to the sampler is not judged."""
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if p.name in point:
+                chosen[p.name] = point[p.name]
+                if p.kind == "bundle":
+                    chosen.update(p.bundles[point[p.name]])
+        swept = {k for p in self.params if p.name not in point for k in _changes(p)}
+        for p in self.params:
+            if p.name in point and p.when and not (set(p.when) & swept) and not is_active(p, chosen, self.base):
+                check.warn(f"{key}.{p.name}", f"is not used: its condition {dict((k, list(v)) for k, v in p.when.items())} "
+                                              f"does not hold for this point")
 
     def grid(self) -> dict[str, list[Any]]:
         """The search space of a grid sampler (every parameter must be a choice or bundle)."""

@@ -135,3 +135,11 @@ def test_constraint_values_reach_the_study_as_the_samplers_read_them(tmp_path: P
     frame.to_parquet(earlier / TRIALS_FILE)
     (warm,) = warm_trials(earlier, spec)
     assert warm.constraints == pytest.approx({"clean_acc": 0.1, "train_seconds": -90.0})
+
+
+def test_an_enqueued_value_its_condition_rules_out_is_warned_about() -> None:
+    space = "  method: {choice: [emp-ssl, cf-amc-ssl]}\n  replay_steps: {int: [1, 4], when: {adversary: free}}"
+    spec = _spec(space=space, extra="enqueue: [{method: emp-ssl, replay_steps: 2}, {method: cf-amc-ssl, "
+                                    "replay_steps: 2}, {replay_steps: 3}]\n")
+    assert spec.warnings == ["spec.yaml: enqueue[0].replay_steps: is not used: its condition {'adversary': "
+                             "['free']} does not hold for this point"]
