@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .results import FRONT_STATUS, Objective, check_objectives
+from .results import FEASIBLE_COLUMN, FRONT_STATUS, Objective, check_objectives
 
 MODES = ("max", "min")
 
@@ -299,8 +299,18 @@ def knee_point(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[s
 
 # --- trials tables ------------------------------------------------------------------------------------
 # Table-level helpers: `trials` is a trials table (analysis/results.py), `objectives` a sequence of
-# `Objective`. Only trials with status "finished" may be on a front: early-stopped, stopped, failed,
-# interrupted and pending trials never are, whatever their metrics.
+# `Objective`. Only feasible trials with status "finished" may be on a front: early-stopped, stopped,
+# failed, interrupted and pending trials never are, whatever their metrics, nor a finished trial that
+# breaks one of the spec's constraints (``feasible`` False in a sweep with `constraints`).
+def infeasible(trials: pd.DataFrame) -> pd.Series:
+    """Boolean mask (index of `trials`): the finished trials marked ``feasible`` False (all False when
+    the table has no ``feasible`` column, i.e. the sweep had no constraints)."""
+    if FEASIBLE_COLUMN not in trials.columns:
+        return pd.Series(False, index=trials.index)
+    return (trials["status"] == FRONT_STATUS) & (trials[FEASIBLE_COLUMN].astype("boolean") == False)  # noqa: E712
+
+
+
 def objective_points(trials: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
     """``(n, k)`` float array of the objectives' columns of `trials` (NaN where missing)."""
     check_objectives(trials, objectives)
@@ -308,13 +318,14 @@ def objective_points(trials: pd.DataFrame, objectives: Sequence[Objective]) -> n
 
 
 def eligible(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
-    """The finished trials with finite values for every objective (original index and order kept).
+    """The finished, feasible trials with finite values for every objective (original index and order
+    kept).
 
     Finished trials with a NaN/infinite objective are dropped with a `NonFiniteRowsWarning`
-    naming them.
+    naming them; infeasible ones (`infeasible`) are dropped silently (the report lists them).
     """
     check_objectives(trials, objectives)
-    finished = trials[trials["status"] == FRONT_STATUS]
+    finished = trials[(trials["status"] == FRONT_STATUS) & ~infeasible(trials)]
     pts = objective_points(finished, objectives)
     ok = np.all(np.isfinite(pts), axis=1)
     if not ok.all():

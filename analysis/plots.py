@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .pareto import knee_point, rank_trials, to_minimisation
+from .pareto import infeasible, knee_point, rank_trials, to_minimisation
 from .results import PARAM_PREFIX, Objective, swept_params
 
 FRONT, DOMINATED, NOT_COUNTED = "front", "dominated", "not counted"
-COLOURS = {FRONT: "#d62728", DOMINATED: "#1f77b4", NOT_COUNTED: "#7f7f7f"}
+INFEASIBLE = "infeasible"  # finished, but breaks one of the spec's constraints (never on the front)
+COLOURS = {FRONT: "#d62728", DOMINATED: "#1f77b4", NOT_COUNTED: "#7f7f7f", INFEASIBLE: "#ff7f0e"}
 MAX_LABELLED_KNOBS = 3
 # Short knob names for point labels (tables and hover text use the full names).
 ABBREVIATIONS = {"epsilon": "eps", "replay_steps": "m", "num_crops": "crops", "lambda_inv": "l_inv",
@@ -34,13 +35,14 @@ ABBREVIATIONS = {"epsilon": "eps", "replay_steps": "m", "num_crops": "crops", "l
 
 # --- shared ---------------------------------------------------------------------------------------------
 def classify(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
-    """`trials` (order kept) plus ``group`` (front / dominated / not counted), ``pareto_rank``
+    """`trials` (order kept) plus ``group`` (front / dominated / infeasible / not counted), ``pareto_rank``
     (-1 when not counted) and ``knee`` (bool) for the front of `objectives`."""
     out = trials.copy()
     ranked = rank_trials(trials, objectives)
     out["pareto_rank"] = -1
     out.loc[ranked.index, "pareto_rank"] = ranked["pareto_rank"]
     out["group"] = np.where(out["pareto_rank"] == 0, FRONT, np.where(out["pareto_rank"] > 0, DOMINATED, NOT_COUNTED))
+    out.loc[infeasible(out).to_numpy(), "group"] = INFEASIBLE
     out["knee"] = False
     if len(ranked):
         knee = knee_point(ranked[[o.metric for o in objectives]].to_numpy(float), [o.mode for o in objectives])
@@ -119,8 +121,8 @@ def pareto_png(trials: pd.DataFrame, objectives: Sequence[Objective], path: str 
     fig = Figure(figsize=(8, 6), dpi=110)
     ax = fig.add_subplot()
     x, y = xy[0].metric, xy[1].metric
-    for group, style in ((NOT_COUNTED, dict(marker="x", alpha=0.5, s=30)), (DOMINATED, dict(alpha=0.35, s=30)),
-                         (FRONT, dict(s=55, zorder=3))):
+    for group, style in ((NOT_COUNTED, dict(marker="x", alpha=0.5, s=30)), (INFEASIBLE, dict(marker="X", alpha=0.6, s=40)),
+                         (DOMINATED, dict(alpha=0.35, s=30)), (FRONT, dict(s=55, zorder=3))):
         part = shown[shown["group"] == group]
         if len(part):
             ax.scatter(part[x], part[y], color=COLOURS[group], label=f"{group} ({len(part)})", **style)
@@ -163,7 +165,8 @@ def knobs_png(trials: pd.DataFrame, objectives: Sequence[Objective], path: str |
         positions, ticks, log = _knob_axis(shown[knob])
         for i, objective in enumerate(objectives):
             ax = axes[i, j]
-            for group, style in ((NOT_COUNTED, dict(marker="x", alpha=0.5, s=18)), (DOMINATED, dict(alpha=0.4, s=18)),
+            for group, style in ((NOT_COUNTED, dict(marker="x", alpha=0.5, s=18)),
+                                 (INFEASIBLE, dict(marker="X", alpha=0.6, s=22)), (DOMINATED, dict(alpha=0.4, s=18)),
                                  (FRONT, dict(s=30, zorder=3))):
                 sel = (shown["group"] == group).to_numpy()
                 if sel.any():
@@ -293,13 +296,13 @@ def plotly_figures(trials: pd.DataFrame, objectives: Sequence[Objective], curve:
         shown = classify(trials, xy)
         x, y = xy[0].metric, xy[1].metric
         fig = go.Figure()
-        for group in (NOT_COUNTED, DOMINATED, FRONT):
+        for group in (NOT_COUNTED, INFEASIBLE, DOMINATED, FRONT):
             part = shown[shown["group"] == group]
             if len(part):
                 fig.add_trace(go.Scatter(
                     x=part[x], y=part[y], mode="markers", name=f"{group} ({len(part)})",
                     marker=dict(color=COLOURS[group], size=11 if group == FRONT else 8,
-                                symbol="x" if group == NOT_COUNTED else "circle",
+                                symbol={NOT_COUNTED: "x", INFEASIBLE: "x-thin-open"}.get(group, "circle"),
                                 opacity=1.0 if group == FRONT else 0.45),
                     hovertext=[_hover(r, objectives, params) for _, r in part.iterrows()], hoverinfo="text"))
         on_front = shown[shown["group"] == FRONT]
@@ -323,13 +326,13 @@ def plotly_figures(trials: pd.DataFrame, objectives: Sequence[Objective], curve:
         for j, knob in enumerate(knobs):
             values = shown[knob].map(lambda v: v if isinstance(v, (int, float, np.number)) else str(v))
             for i, objective in enumerate(objectives):
-                for group in (NOT_COUNTED, DOMINATED, FRONT):
+                for group in (NOT_COUNTED, INFEASIBLE, DOMINATED, FRONT):
                     sel = (shown["group"] == group).to_numpy()
                     if sel.any():
                         fig.add_trace(go.Scatter(
                             x=values[sel], y=shown.loc[sel, objective.metric], mode="markers", name=group,
                             legendgroup=group, showlegend=(i == 0 and j == 0),
-                            marker=dict(color=COLOURS[group], symbol="x" if group == NOT_COUNTED else "circle",
+                            marker=dict(color=COLOURS[group], symbol={NOT_COUNTED: "x", INFEASIBLE: "x-thin-open"}.get(group, "circle"),
                                         opacity=1.0 if group == FRONT else 0.45),
                             hovertext=[h for h, s in zip(hover, sel) if s], hoverinfo="text"), row=i + 1, col=j + 1)
         fig.update_layout(title="objectives against each swept knob", template="plotly_white",

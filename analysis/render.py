@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import plots, seeds
+from .pareto import infeasible
 from .results import FRONT_STATUS, Objective, param_columns, swept_params
 from .tracking import REPORT_ARTIFACT_PATH
 
@@ -127,6 +128,16 @@ def report_blocks(data: ReportData, images: Sequence[Path], log_to_mlflow: bool)
         blocks.append(("h2", "Trials that did not count"))
         columns = [c for c in ("trial_id", "status", "epochs_done", "error") if c in others.columns]
         blocks.append(("table", _rounded(others[columns + knobs].rename(columns=_short))))
+    broke = trials[infeasible(trials)]
+    if len(broke):
+        blocks.append(("h2", "Infeasible trials"))
+        given = [c for c in (sweep.spec.get("constraints") or []) if isinstance(c, dict) and "metric" in c]
+        rules = "; ".join(_constraint_text(c) for c in given)
+        blocks.append(("p", f"Finished, but outside the spec's constraints{f' ({rules})' if rules else ''}: never "
+                            f"on the front, not in the hypervolume or the best-per-objective table."))
+        metrics = [m for m in dict.fromkeys([o.metric for o in data.objectives] + [str(c["metric"]) for c in given])
+                   if m in broke.columns]
+        blocks.append(("table", _rounded(broke[["trial_id", *metrics] + knobs].rename(columns=_short))))
 
     blocks.append(("h2", "Time"))
     t = data.timing
@@ -234,6 +245,13 @@ def with_error(accuracy: Any, images: Any) -> str:
     if not n > 0 or math.isnan(n):
         return f"{p:.3f}"
     return f"{p:.3f} ± {math.sqrt(max(0.0, p * (1 - p)) / n):.3f}"
+
+
+def _constraint_text(constraint: dict[str, Any]) -> str:
+    """``clean_acc >= 0.74`` for a spec's ``{metric: clean_acc, min: 0.74}`` (both bounds: joined by and)."""
+    metric = constraint["metric"]
+    return " and ".join(([f"{metric} >= {constraint['min']}"] if "min" in constraint else [])
+                        + ([f"{metric} <= {constraint['max']}"] if "max" in constraint else []))
 
 
 def _short(column: str) -> str:

@@ -25,6 +25,7 @@ import yaml
 
 from orchestrator.layout import (
     CONFIG_PREFIX,
+    FEASIBLE_COLUMN,
     FRONT_STATUS,
     HISTORY_FILE,
     PARAM_PREFIX,
@@ -42,7 +43,7 @@ from orchestrator.layout import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONFIG_PREFIX", "FRONT_STATUS", "PARAM_PREFIX", "STATUSES", "Objective", "ResultsError", "Sweep",
+__all__ = ["CONFIG_PREFIX", "FEASIBLE_COLUMN", "FRONT_STATUS", "PARAM_PREFIX", "STATUSES", "Objective", "ResultsError", "Sweep",
            "check_objectives", "combine", "config_columns", "load_sweep", "load_sweeps", "metric_columns",
            "param_columns", "parse_objectives", "swept_params"]
 

@@ -87,6 +87,20 @@ class Checker:
             raise self.fail(key, f"must be a positive, finite duration, got {show(value)}")
         return seconds
 
+    def resources(self, key: str, value: Any) -> dict[str, float]:
+        """``{cpu: N, gpu: F}`` (either may be missing): cpu > 0, gpu a fraction in [0, 1] or whole GPUs."""
+        self.keys(key, value, ("cpu", "gpu"))
+        out: dict[str, float] = {}
+        if "cpu" in value:
+            out["cpu"] = self.number(f"{key}.cpu", value["cpu"])
+            if out["cpu"] <= 0:
+                raise self.fail(f"{key}.cpu", f"must be > 0, got {out['cpu']}")
+        if "gpu" in value:
+            gpu = out["gpu"] = self.number(f"{key}.gpu", value["gpu"])
+            if gpu < 0 or (gpu > 1 and not gpu.is_integer()):
+                raise self.fail(f"{key}.gpu", f"expected a fraction in [0, 1] or a whole number of GPUs, got {gpu}")
+        return out
+
     def setting(self, key: str, name: str, value: Any) -> Any:
         """One trial setting coerced to its type (fractions -> floats, ...); `key` is its key path."""
         if name not in FIELD_TYPES:

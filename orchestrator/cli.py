@@ -126,6 +126,35 @@ def _add_where_args(p: argparse.ArgumentParser) -> None:
                    "apgd-ce, apgd-ce+square, square, or none")
 
 
+BUDGET_ARGS = (("trials", "--trials", "N"), ("concurrency", "--concurrency", "N"),
+               ("time_limit", "--time-limit", "DURATION"))
+
+
+def _add_budget_args(p: argparse.ArgumentParser, hidden: bool = False) -> None:
+    """--trials, --concurrency, --time-limit; `hidden` (resume): accepted only to be refused in one line."""
+    helps = {"trials": "run N trials instead of the spec's budget.trials",
+             "concurrency": "run N trials at a time instead of the spec's budget.concurrency",
+             "time_limit": "end the sweep after DURATION (seconds or 90s/30m/2h) instead of the spec's "
+                           "budget.time_limit"}
+    for key, flag, metavar in BUDGET_ARGS:
+        p.add_argument(flag, dest=key, default=None, metavar=metavar, help=argparse.SUPPRESS if hidden else helps[key])
+
+
+def _budget(args: argparse.Namespace) -> dict[str, str]:
+    """The budget flags given on the command line (key of the spec's budget -> text)."""
+    return {key: getattr(args, key) for key, _, _ in BUDGET_ARGS if getattr(args, key, None) is not None}
+
+
+def _refuse_on_resume(args: argparse.Namespace) -> None:
+    """`resume` continues with the stored budget and study: the flags that would change them are refused."""
+    given = [flag for key, flag, _ in BUDGET_ARGS if getattr(args, key, None) is not None]
+    if getattr(args, "warm_start", None) is not None:
+        given.append("--warm-start")
+    if given:
+        raise UserError(f"{', '.join(given)}: resume continues with the budget and study the sweep started with; "
+                        f"drop {'it' if len(given) == 1 else 'them'} (start a new sweep to change them)")
+
+
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="run a sweep from a YAML spec",
@@ -139,6 +168,10 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
                    help="the sweep directory (default: runs/<name>-<timestamp>/); must not exist or be empty")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out DIR instead of starting one "
                    "(same as `orchestrator resume DIR`)")
+    _add_budget_args(p)
+    p.add_argument("--warm-start", type=Path, default=None, metavar="DIR",
+                   help="start the Optuna study with the finished trials of the earlier sweep in DIR (its space must "
+                   "match this spec's; refused in one line naming the parameter that differs)")
     _add_where_args(p)
     p.add_argument("--storage", default=None, metavar="PATH_OR_URI",
                    help="where Ray Tune keeps trial directories and checkpoints: a path every node can reach "
@@ -164,6 +197,8 @@ def _add_resume(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-retry-failed", action="store_true",
                    help="leave failed trials failed (default: retry them from their last checkpoint; trials that "
                    "failed deterministically, e.g. a diverged loss, fail again at once)")
+    _add_budget_args(p, hidden=True)
+    p.add_argument("--warm-start", type=Path, default=None, help=argparse.SUPPRESS)
     _add_where_args(p)
     p.set_defaults(func=cmd_resume)
 
@@ -289,13 +324,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"{', ' + spec.scheduler.describe() if spec.scheduler else ''}")
     print(f"  objectives: {objectives}")
     print("\n".join(params))
+    for p in spec.space.params:
+        for group, given in p.resources.items():
+            print(f"  {p.name}={group} asks for " + ", ".join(f"{v:g} {k}" for k, v in given.items()))
+    if spec.enqueue:
+        print(f"  enqueued first: {'; '.join(_point_text(point) for point in spec.enqueue)}")
+    if spec.constraints:
+        print(f"  constraints: {'; '.join(str(c) for c in spec.constraints)}")
     print("  trains:")
     print("\n".join(f"    {line}" for line in training_rows(spec)))
     return EXIT_OK
 
 
+def _point_text(point: dict) -> str:
+    """An enqueued point as `validate` lists it: ``replay_steps=3, alpha=0.007843``."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.resume:
+        _refuse_on_resume(args)
         if args.out is None:
             raise UserError("--resume needs --out DIR naming the sweep to continue")
         if args.storage or args.tracking_uri or args.study_storage or args.overrides or args.preset:
@@ -312,12 +360,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return resume_sweep(args.out, options)
     from .sweep import start_sweep
 
-    return start_sweep(args.spec, args.preset, args.overrides, _options(args))
+    return start_sweep(args.spec, args.preset, args.overrides, _options(args), _budget(args), args.warm_start)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from .sweep import resume_sweep
 
+    _refuse_on_resume(args)
     return resume_sweep(args.sweep_dir, _options(args), retry_failed=not args.no_retry_failed)
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .layout import SweepError, first_line
 
@@ -98,30 +99,76 @@ def trial_resources(spec: SweepSpec, node_types: list[dict[str, float]] | None =
     """{'cpu': n, 'gpu': f} that the cluster can satisfy, judged by its live nodes and the node types its
     autoscaler can add; GPUs dropped (with a warning) where neither has any. `nodes` (each node's total
     resources) and `node_types` default to what Ray reports."""
+    nodes, node_types = _cluster(nodes, node_types)
+    return _fit(spec.cpu, spec.gpu, "resources", nodes, node_types)
+
+
+def _cluster(nodes: list[dict[str, float]] | None,
+             node_types: list[dict[str, float]] | None) -> tuple[list[dict[str, float]], list[dict[str, float]] | None]:
     if nodes is None:
         import ray
 
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         node_types = autoscaler_node_types()
+    return nodes, node_types
+
+
+def _fit(cpu: float, gpu: float, key: str, nodes: list[dict[str, float]],
+         node_types: list[dict[str, float]] | None) -> dict[str, float]:
+    """The request {'cpu': cpu, 'gpu': gpu} checked against the cluster (`trial_resources`); `key` names
+    the spec key it came from. A gpu of 0 is never requested."""
     possible = nodes + (node_types or [])
     most_cpus = max((n.get("CPU", 0.0) for n in possible), default=0.0)
-    if spec.cpu > most_cpus:
-        raise SweepError(f"resources.cpu: a trial asks for {spec.cpu:g} CPUs but the largest Ray node has "
-                         f"{most_cpus:g}; lower resources.cpu")
-    resources = {"cpu": spec.cpu}
-    if spec.gpu > 0:
+    if cpu > most_cpus:
+        raise SweepError(f"{key}.cpu: a trial asks for {cpu:g} CPUs but the largest Ray node has "
+                         f"{most_cpus:g}; lower {key}.cpu")
+    resources = {"cpu": cpu}
+    if gpu > 0:
         most_gpus = max((n.get("GPU", 0.0) for n in possible), default=0.0)
         if most_gpus <= 0:
-            print(f"warning: the spec asks for {spec.gpu:g} GPU per trial but the Ray cluster has no GPUs"
-                  f"{' and its autoscaler can add none' if node_types else ''}; trials run on CPU", file=sys.stderr)
-        elif spec.gpu > most_gpus:
-            raise SweepError(f"resources.gpu: a trial asks for {spec.gpu:g} GPUs but no Ray node has that many")
+            print(f"warning: {'the spec' if key == 'resources' else key} asks for {gpu:g} GPU per trial but the "
+                  f"Ray cluster has no GPUs{' and its autoscaler can add none' if node_types else ''}; trials run "
+                  f"on CPU", file=sys.stderr)
+        elif gpu > most_gpus:
+            raise SweepError(f"{key}.gpu: a trial asks for {gpu:g} GPUs but no Ray node has that many")
         else:
             if not any(n.get("GPU", 0.0) > 0 for n in nodes):
                 print(f"note: no GPU node is up yet; trials wait until the autoscaler adds one "
                       f"({most_gpus:g} GPUs per node)", file=sys.stderr)
-            resources["gpu"] = spec.gpu
+            resources["gpu"] = gpu
     return resources
+
+
+@dataclass(frozen=True)
+class RowResources:
+    """What `tune.with_resources` calls with a trial's config: the resources of the bundle (row) it runs,
+    else the spec's. Picklable (Tune stores the trainable with its experiment)."""
+
+    default: Mapping[str, float]
+    param: str  # the bundle parameter whose rows carry resources
+    rows: Mapping[str, Mapping[str, float]]  # bundle name -> checked {'cpu': n, 'gpu': f}
+
+    def __call__(self, config: Mapping[str, Any]) -> Any:
+        from ray.tune import PlacementGroupFactory
+
+        chosen = self.rows.get(config.get(self.param), self.default)  # type: ignore[arg-type]
+        bundle = {"CPU": chosen["cpu"], **({"GPU": chosen["gpu"]} if chosen.get("gpu") else {})}
+        return PlacementGroupFactory([bundle])
+
+
+def resources_request(spec: SweepSpec, node_types: list[dict[str, float]] | None = None,
+                      nodes: list[dict[str, float]] | None = None) -> dict[str, float] | RowResources:
+    """What `tune.with_resources` gets: the spec's `resources` (`trial_resources`), or a `RowResources`
+    when bundles carry their own (a row's missing cpu or gpu is the spec's)."""
+    nodes, node_types = _cluster(nodes, node_types)
+    default = _fit(spec.cpu, spec.gpu, "resources", nodes, node_types)
+    owner = next((p for p in spec.space.params if p.resources), None)
+    if owner is None:
+        return default
+    rows = {group: _fit(given.get("cpu", spec.cpu), given.get("gpu", spec.gpu),
+                        f"space.{owner.name}.choice.{group}.resources", nodes, node_types)
+            for group, given in owner.resources.items()}
+    return RowResources(default, owner.name, rows)
 
 
 def shared_storage_problem(address: str | None, shared: bool, nodes: int) -> str | None:

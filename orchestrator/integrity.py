@@ -24,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 from optuna.trial import TrialState
@@ -40,12 +40,15 @@ from .layout import (
     TRIAL_TAG,
     TRIALS_FILE,
     TUNE_TRIAL_ATTR,
+    WARM_START_ATTR,
+    Constraint,
     SweepError,
     SweepState,
+    constraint_values,
     first_line,
     mlflow_metric_name,
 )
-from .search import supersede
+from .search import set_constraints, supersede
 from .study_store import load_study, with_retry
 
 log = logging.getLogger(__name__)
@@ -76,7 +79,8 @@ def time_limited(study_url: str, study_name: str) -> set[str]:
             if t.user_attrs.get(STOPPED_BY) == "time_limit" and TUNE_TRIAL_ATTR in t.user_attrs}
 
 
-def repair_study(study_url: str, study_name: str, trials: pd.DataFrame, metrics: list[str]) -> list[str]:
+def repair_study(study_url: str, study_name: str, trials: pd.DataFrame, metrics: list[str],
+                 constraints: Sequence[Constraint] = ()) -> list[str]:
     """Tell the study every outcome Tune decided that it never heard; return one note per change.
 
     A RUNNING Optuna trial whose Tune trial is over is told (COMPLETE with the objectives, PRUNED,
@@ -103,11 +107,14 @@ def repair_study(study_url: str, study_name: str, trials: pd.DataFrame, metrics:
         if current.state == TrialState.RUNNING:
             if status == "stopped":
                 with_retry(storage.set_trial_user_attr, current._trial_id, STOPPED_BY, "time_limit")
+            if constraints and want in ("COMPLETE", "PRUNED"):
+                set_constraints(study, current._trial_id, constraints, constraint_values(constraints, row))
             with_retry(study.tell, current.number, values if want == "COMPLETE" else None,
                        state=TrialState[want], what="tell")
             notes.append(f"trial {tid}: told Optuna {want} (Tune's outcome had not reached the study)")
         elif current.state.name != want and want == "COMPLETE" and tid not in completed:
-            supersede(study, current, values, tid)
+            supersede(study, current, values, tid, {c.metric: v for c, v in
+                                                   zip(constraints, constraint_values(constraints, row))} or None)
             notes.append(f"trial {tid}: finished after {current.state.name}; added as a COMPLETE Optuna trial")
     known = {row["trial_id"] for row in rows}
     for t in every:
@@ -245,6 +252,8 @@ def _check_optuna(state: SweepState, sweep_dir: Path, rows: Mapping[str, dict], 
     newest = newest_by_tune_id(trials)
     complete: dict[Any, int] = {}
     for t in trials:
+        if WARM_START_ATTR in t.user_attrs:
+            continue  # an earlier sweep's trial the study started with (`--warm-start`): no Tune trial here
         tid = t.user_attrs.get(TUNE_TRIAL_ATTR)
         if t.state == TrialState.COMPLETE:
             complete[tid] = complete.get(tid, 0) + 1

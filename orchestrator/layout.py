@@ -113,6 +113,8 @@ class SweepState:
     created: str
     sweeps: list[dict[str, Any]] = field(default_factory=list)  # one entry per run/resume
     spec_sha256: str = ""  # of the spec copy: resume refuses an edited copy ("" in older sweeps: unchecked)
+    budget: dict[str, str] = field(default_factory=dict)  # --trials/--concurrency/--time-limit as given
+    warm_start: str | None = None  # the earlier sweep whose finished trials the study started with
 
     def save(self, sweep_dir: Path) -> None:
         """Write atomically (temporary file + rename)."""
@@ -310,8 +312,9 @@ CONFIG_PREFIX = "config."  # every setting of the trial, resolved (preset + base
 # Columns of trials.parquet that are neither metrics nor settings.
 TRIAL_COLUMNS = frozenset({
     "trial_id", "status", "sweep", "epochs_done", "seconds", "checkpoint", "node_id", "hostname", "pid", "error",
-    "optuna_number", "optuna_state", "started_at", "ended_at", "run_id",
+    "optuna_number", "optuna_state", "started_at", "ended_at", "run_id", "feasible",
 })
+FEASIBLE_COLUMN = "feasible"  # with the spec's `constraints`: False for a trial that breaks one (never on a front)
 # Keys Ray Tune adds to every reported result; they are not a trial's metrics.
 TUNE_KEYS = frozenset({
     "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date",
@@ -322,6 +325,45 @@ FINAL_KEY = "final"  # 1.0 in the result of a trial's last epoch, 0.0 before
 
 # --- Optuna --------------------------------------------------------------------------------------------
 TUNE_TRIAL_ATTR = "tune_trial_id"  # user attribute of an Optuna trial: its Ray Tune trial
+WARM_START_ATTR = "warm_start_from"  # user attribute of a trial copied from an earlier sweep: "<dir>:<trial id>"
+CONSTRAINTS_ATTR = "constraints"  # user attribute: the trial's constraint values (<= 0 is feasible)
+UNKNOWN_VIOLATION = 1e9  # the constraint value of a metric a trial did not report: infeasible
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``{metric: NAME, min: LOW, max: HIGH}`` of the spec's `constraints` (either bound may be None)."""
+
+    metric: str
+    low: float | None = None
+    high: float | None = None
+
+    def value(self, metric_value: Any) -> float:
+        """Optuna's constraint value: <= 0 when the bound(s) hold, the amount by which they fail otherwise."""
+        try:
+            x = float(metric_value)
+        except (TypeError, ValueError):
+            return UNKNOWN_VIOLATION
+        if x != x or x in (float("inf"), float("-inf")):
+            return UNKNOWN_VIOLATION
+        below = self.low - x if self.low is not None else -float("inf")
+        above = x - self.high if self.high is not None else -float("inf")
+        return max(below, above)
+
+    def __str__(self) -> str:
+        parts = ([f"{self.metric} >= {self.low:g}"] if self.low is not None else []) + \
+            ([f"{self.metric} <= {self.high:g}"] if self.high is not None else [])
+        return " and ".join(parts)
+
+
+def constraint_values(constraints: Sequence[Constraint], metrics: Any) -> list[float]:
+    """One Optuna constraint value per constraint, from a mapping of metric values."""
+    return [c.value(metrics.get(c.metric)) for c in constraints]
+
+
+def is_feasible(constraints: Sequence[Constraint], metrics: Any) -> bool:
+    """Whether every constraint holds for the metric values in `metrics`."""
+    return all(v <= 0 for v in constraint_values(constraints, metrics))
 
 # --- MLflow ----------------------------------------------------------------------------------------------
 TRIAL_TAG = "tune_trial_id"  # on a child run: its Ray Tune trial

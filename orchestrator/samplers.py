@@ -1,6 +1,9 @@
 """The Optuna samplers a spec can name (``sampler: {type: tpe, seed: 0}``), their options, and how
 each is built. The spec checker validates against `SAMPLERS`; the sweep builds with `make_sampler`.
 
+Constraints: TPE, NSGA-II and GP sample with each finished trial's constraint values (Optuna's
+``trial.constraints``, which the searcher sets before it tells an outcome); random and grid ignore them.
+
 Concurrency: Ray Tune asks for `concurrency` suggestions before the first result comes back, so
 the first `concurrency` trials of any model-based sampler are random whatever its startup count.
 `make_sampler` therefore defaults TPE's and GP's ``n_startup_trials`` to max(10, concurrency),
@@ -56,15 +59,16 @@ class SamplerKind:
     # (options, grid, concurrency) -> sampler
     build: Callable[[Mapping[str, Any], Mapping[str, list[Any]], int], optuna.samplers.BaseSampler]
     needs_choices: bool = False  # every parameter must be a `choice` (or a bundle)
+    constraints: bool = False  # samples with the trials' constraint values (Optuna's `trial.constraints`)
 
 
 SAMPLERS: dict[str, SamplerKind] = {
-    "tpe": SamplerKind(("seed", "n_startup_trials"), _tpe),
-    "nsga2": SamplerKind(("seed", "population_size"), _nsga2),
+    "tpe": SamplerKind(("seed", "n_startup_trials"), _tpe, constraints=True),
+    "nsga2": SamplerKind(("seed", "population_size"), _nsga2, constraints=True),
     "random": SamplerKind(("seed",), lambda o, g, c: optuna.samplers.RandomSampler(seed=o.get("seed", 0))),
     "grid": SamplerKind(("seed",), lambda o, g, c: TuneGridSampler(dict(g), seed=o.get("seed", 0)),
                         needs_choices=True),
-    "gp": SamplerKind(("seed", "n_startup_trials"), _gp),
+    "gp": SamplerKind(("seed", "n_startup_trials"), _gp, constraints=True),
 }
 
 

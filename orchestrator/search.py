@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from .layout import FINAL_KEY, TUNE_TRIAL_ATTR, first_line
+from .layout import CONSTRAINTS_ATTR, FINAL_KEY, TUNE_TRIAL_ATTR, Constraint, constraint_values, first_line
 from .samplers import make_sampler
 from .space import SearchSpace
 from .study_store import is_transient, load_study, study_storage, with_retry
 
 log = logging.getLogger(__name__)
+OPTUNA_CONSTRAINTS_KEY = "constraints"  # the system attribute where Optuna's samplers keep a trial's constraints
 
 
 class ParetoOptunaSearch(OptunaSearch):
@@ -42,9 +43,11 @@ class ParetoOptunaSearch(OptunaSearch):
       again later (no traceback from inside Tune); an untold outcome is told by the sweep's repair.
     """
 
-    def __init__(self, *args: Any, study_url: str = "", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, study_url: str = "", constraints: Sequence[Constraint] = (),
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._study_url = study_url
+        self._constraints = tuple(constraints)
         self._max_live: int | None = None
         self._live: set[str] = set()
         self._rebind: tuple[str, set[str]] | None = None
@@ -86,10 +89,14 @@ class ParetoOptunaSearch(OptunaSearch):
         assert study is not None  # set up by OptunaSearch before the first suggestion
         try:
             current = with_retry(study._storage.get_trial, ot_trial._trial_id, what="get_trial")
+            constraints = constraint_values(self._constraints, result or {}) if self._constraints else None
             if current.state.is_finished():
                 if state == TrialState.COMPLETE and current.state != TrialState.COMPLETE and values is not None:
-                    self._supersede(current, values, trial_id)
+                    self._supersede(current, values, trial_id, None if constraints is None else
+                                    {c.metric: v for c, v in zip(self._constraints, constraints)})
             else:
+                if constraints is not None and state != TrialState.FAIL:
+                    set_constraints(study, current._trial_id, self._constraints, constraints)
                 with_retry(study.tell, current.number, values, state=state, what="tell")
         except Exception as exc:  # noqa: BLE001 - a study problem must not stop the sweep
             log.error("Optuna could not record trial %s (%s: %s); the sweep's repair tells it again at the "
@@ -97,9 +104,10 @@ class ParetoOptunaSearch(OptunaSearch):
                       first_line(exc))
         self._completed_trials.add(trial_id)
 
-    def _supersede(self, old: optuna.trial.FrozenTrial, values: list[Any], trial_id: str) -> None:
+    def _supersede(self, old: optuna.trial.FrozenTrial, values: list[Any], trial_id: str,
+                   constraints: Mapping[str, float] | None = None) -> None:
         assert self._ot_study is not None
-        supersede(self._ot_study, old, values, trial_id)
+        supersede(self._ot_study, old, values, trial_id, constraints)
 
     # --- pickling and resume ----------------------------------------------------------------------
     # Tune pickles the searcher twice: with the Tuner (tuner.pkl) and as its state (Searcher.save). An
@@ -170,26 +178,53 @@ def outcome_state(result: dict | None, error: bool, metrics: Any) -> tuple[Trial
     return TrialState.COMPLETE, [float(v) for v in values]
 
 
-def supersede(study: optuna.Study, old: optuna.trial.FrozenTrial, values: list[Any], trial_id: str) -> None:
+def supersede(study: optuna.Study, old: optuna.trial.FrozenTrial, values: list[Any], trial_id: str,
+              constraints: Mapping[str, float] | None = None) -> None:
     """Add a COMPLETE trial for Tune trial `trial_id` whose Optuna trial `old` was FAIL/PRUNED (unless
-    the study already holds a COMPLETE one for it: an outcome is never told twice)."""
+    the study already holds a COMPLETE one for it: an outcome is never told twice); `constraints`, when
+    the spec has them (metric -> value), are stored as `set_constraints` stores them."""
     done = with_retry(study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,), what="get_trials")
     if any(t.user_attrs.get(TUNE_TRIAL_ATTR) == trial_id for t in done):
         return
     new = optuna.trial.create_trial(params=old.params, distributions=old.distributions, values=values,
-                                    user_attrs={**old.user_attrs, TUNE_TRIAL_ATTR: trial_id,
-                                                "retried_from": old.number})
+                                    user_attrs={**old.user_attrs, TUNE_TRIAL_ATTR: trial_id, "retried_from": old.number,
+                                                **({CONSTRAINTS_ATTR: list(constraints.values())} if constraints else {})},
+                                    constraints=dict(constraints) if constraints else None)
     with_retry(study.add_trial, new, what="add_trial")
+
+
+def set_constraints(study: optuna.Study, trial_id: int, constraints: Sequence[Constraint],
+                    values: Sequence[float]) -> None:
+    """Before a trial's outcome is told: its constraint values as the samplers read them (Optuna's
+    ``Trial.set_constraint``, one per metric) and as the user attribute ``constraints`` (a list)."""
+    storage = study._storage
+    for constraint, value in zip(constraints, values):
+        with_retry(storage.set_trial_system_attr, trial_id, f"{OPTUNA_CONSTRAINTS_KEY}:{constraint.metric}",
+                   float(value), what="set_constraint")
+    with_retry(storage.set_trial_user_attr, trial_id, CONSTRAINTS_ATTR, [float(v) for v in values],
+               what="set_user_attr")
 
 
 def make_searcher(space: SearchSpace, metrics: list[str], modes: list[str], sampler: str,
                   sampler_options: dict[str, Any], study_name: str, study_url: str,
-                  concurrency: int = 1) -> ParetoOptunaSearch:
+                  concurrency: int = 1, enqueue: Sequence[Mapping[str, Any]] = (),
+                  warm: Sequence[optuna.trial.FrozenTrial] = (),
+                  constraints: Sequence[Constraint] = ()) -> ParetoOptunaSearch:
     """The searcher of a sweep: its study `study_name` at `study_url` (created or continued); the
-    sampler's defaults follow the `concurrency` (`orchestrator.samplers`)."""
-    return ParetoOptunaSearch(space, metric=metrics, mode=modes,
-                              sampler=make_sampler(sampler, sampler_options, space.grid(), concurrency),
-                              study_name=study_name, storage=study_storage(study_url), study_url=study_url)
+    sampler's defaults follow the `concurrency` (`orchestrator.samplers`). A new study first gets the
+    `warm` trials (an earlier sweep's, `orchestrator.warm_start`), then the `enqueue` points, which
+    Optuna hands out before it samples; `constraints` go to the samplers that take them."""
+    searcher = ParetoOptunaSearch(space, metric=metrics, mode=modes,
+                                  sampler=make_sampler(sampler, sampler_options, space.grid(), concurrency),
+                                  study_name=study_name, storage=study_storage(study_url), study_url=study_url,
+                                  constraints=constraints)
+    study = searcher._ot_study
+    assert study is not None  # created by OptunaSearch (the space is given)
+    for trial in warm:
+        with_retry(study.add_trial, trial, what="add_trial")
+    for point in enqueue:
+        with_retry(study.enqueue_trial, dict(point), what="enqueue_trial")
+    return searcher
 
 
 def optuna_links(study_url: str, study_name: str) -> dict[str, tuple[int, str]]:

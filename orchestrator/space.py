@@ -46,6 +46,7 @@ class Param:
     choices: tuple[Any, ...] = ()
     bundles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # bundle name -> settings
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # key -> allowed values
+    resources: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # bundle name -> {cpu, gpu}
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -77,6 +78,18 @@ class Param:
                  "bundle": lambda: f"bundle of {len(self.bundles)}: {', '.join(self.bundles)}"}[self.kind]()
         when = f" when {dict((k, list(v)) for k, v in self.when.items())}" if self.when else ""
         return shown + when
+
+    def value_problem(self, value: Any) -> str | None:
+        """Why `value` is not one this parameter can take (None when it can)."""
+        if self.kind == "bundle":
+            return None if isinstance(value, str) and value in self.bundles else \
+                f"{show(value)} is not one of its bundles {', '.join(self.bundles)}"
+        if self.kind == "choice":
+            return None if value in self.choices else f"{show(value)} is not one of its choices {list(self.choices)}"
+        low, high = self.bounds
+        if not low <= value <= high:
+            return f"{short(value)} is outside its range [{short(low)}, {short(high)}]"
+        return None
 
     def candidates(self) -> list[Any]:
         """Representative values: every choice, or the two bounds of a range."""
@@ -159,6 +172,64 @@ class SearchSpace:
         """Parameter names that are not trial settings (bundle names) and stay out of TrialConfig."""
         return tuple(p.name for p in self.params if p.kind == "bundle")
 
+    def resources_for(self, config: Mapping[str, Any]) -> Mapping[str, float]:
+        """The resources (cpu, gpu; either may be missing) the bundle chosen in `config` asks for, or {}."""
+        for p in self.params:
+            if p.resources and config.get(p.name) in p.resources:
+                return p.resources[config[p.name]]
+        return {}
+
+    def check_point(self, check: Checker, key: str, value: Any) -> dict[str, Any]:
+        """An `enqueue` entry as Optuna's fixed parameters: a mapping of parameter values (bundles by
+        name) or a bundle name alone; each value coerced to its parameter's type and checked."""
+        if isinstance(value, str):
+            owners = [p.name for p in self.params if p.kind == "bundle" and value in p.bundles]
+            if not owners:
+                bundles = [f"{p.name}: {', '.join(p.bundles)}" for p in self.params if p.kind == "bundle"]
+                raise check.fail(key, f"{value!r} is not the name of a bundle; "
+                                      f"{'bundles: ' + '; '.join(bundles) if bundles else 'the space has no bundles'}")
+            if len(owners) > 1:
+                raise check.fail(key, f"{value!r} is a bundle of {' and '.join(owners)}; write {{{owners[0]}: {value}}}")
+            return {owners[0]: value}
+        if not isinstance(value, dict) or not value:
+            raise check.fail(key, f"expected a mapping of parameter values or a bundle name, got {show(value)}")
+        by_name = {p.name: p for p in self.params}
+        point: dict[str, Any] = {}
+        for name, given in value.items():
+            p = by_name.get(str(name))
+            if p is None:
+                raise check.fail(f"{key}.{name}", unknown(name, self.names, what="space parameter"))
+            where = f"{key}.{name}"
+            if p.kind == "float":
+                v: Any = check.number(where, given)
+            elif p.kind == "int":
+                v = check.integer(where, given, -(2 ** 62))
+            elif p.kind == "choice":
+                v = check.setting(where, p.name, given)
+            else:
+                v = given
+            problem = p.value_problem(v)
+            if problem:
+                raise check.fail(where, problem)
+            point[p.name] = v
+        self._warn_unused(check, key, point)
+        return point
+
+    def _warn_unused(self, check: Checker, key: str, point: Mapping[str, Any]) -> None:
+        """Warn about a value of `point` for a parameter whose `when` is known to fail for the point (Optuna
+        would never ask for it); a condition on a parameter the point leaves to the sampler is not judged."""
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if p.name in point:
+                chosen[p.name] = point[p.name]
+                if p.kind == "bundle":
+                    chosen.update(p.bundles[point[p.name]])
+        swept = {k for p in self.params if p.name not in point for k in _changes(p)}
+        for p in self.params:
+            if p.name in point and p.when and not (set(p.when) & swept) and not is_active(p, chosen, self.base):
+                check.warn(f"{key}.{p.name}", f"is not used: its condition {dict((k, list(v)) for k, v in p.when.items())} "
+                                              f"does not hold for this point")
+
     def grid(self) -> dict[str, list[Any]]:
         """The search space of a grid sampler (every parameter must be a choice or bundle)."""
         return {p.name: p.candidates() for p in self.params}
@@ -215,6 +286,10 @@ def parse_space(check: Checker, value: Any, base_values: dict[str, Any], needs_c
     for p in params:
         if p.name in bundle_keys:
             raise check.fail(f"space.{p.name}", "is also set by a bundle; set it in one place only")
+    with_resources = [p.name for p in params if p.resources]
+    if len(with_resources) > 1:
+        raise check.fail(f"space.{with_resources[1]}", f"only one bundle parameter may give its rows resources; "
+                                                       f"{with_resources[0]!r} already does")
     _warn_late_conditions(check, params)
     space = SearchSpace(params, base_values)
     _check_combinations(check, space, base_values)
@@ -343,12 +418,18 @@ class _Grammar:
         if not groups:
             raise check.fail(f"{key}.choice", "expected at least one named group of settings")
         bundles: dict[str, dict[str, Any]] = {}
+        resources: dict[str, dict[str, float]] = {}
         for group, settings in groups.items():
             gkey = f"{key}.choice.{group}"
             if not isinstance(group, str):
                 raise check.fail(gkey, f"a group name must be text, got {show(group)}")
             if not isinstance(settings, dict) or not settings:
                 raise check.fail(gkey, f"expected a non-empty mapping of trial settings, got {show(settings)}")
+            if "resources" in settings:  # what a trial of this row asks of Ray, instead of the spec's `resources`
+                settings = dict(settings)
+                resources[group] = check.resources(f"{gkey}.resources", settings.pop("resources"))
+                if not settings:
+                    raise check.fail(gkey, "expected at least one trial setting besides resources")
             values = {}
             for k, v in settings.items():
                 values[str(k)] = check.setting(f"{gkey}.{k}", str(k), v)
@@ -359,7 +440,7 @@ class _Grammar:
                     values.setdefault(part, None)
             check.trial_config(gkey, {**self.base_values, **values})
             bundles[group] = values
-        return Param(name, "bundle", bundles=bundles, when=when)
+        return Param(name, "bundle", bundles=bundles, when=when, resources=resources)
 
     def when(self, key: str, value: Any) -> dict[str, tuple[Any, ...]]:
         check = self.check

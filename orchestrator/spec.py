@@ -21,13 +21,15 @@ from trainable.data import DATASETS, data_problem
 
 from .checks import FIELD_TYPES, Checker, SpecError, short, show, unknown, unknown_metric
 from .execution import Execution, check_execution
-from .layout import MODES, Objective, did_you_mean, first_line, one_line
+from .layout import MODES, Constraint, Objective, did_you_mean, first_line, one_line
 from .samplers import SAMPLERS, concurrency_warnings
 from .space import CORNER_LIMIT, SearchSpace, parse_space
 from .verify import VerifySettings
 
 TOP_KEYS = ("name", "description", "preset", "objectives", "budget", "sampler", "scheduler", "resources",
-            "retries", "execution", "verify", "base", "space")
+            "retries", "execution", "verify", "base", "space", "enqueue", "constraints")
+BUDGET_FLAGS = {"trials": "--trials", "concurrency": "--concurrency", "time_limit": "--time-limit"}
+CONSTRAINED_SAMPLERS = tuple(k for k, kind in SAMPLERS.items() if kind.constraints)  # take constraints_func
 SCHEDULERS = ("asha", "pareto-asha")  # built by `orchestrator.schedulers`
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 __all__ = ["SpecError", "SweepSpec", "Objective", "Scheduler", "load_spec", "parse_spec"]
@@ -74,6 +76,8 @@ class SweepSpec:
     warnings: list[str] = field(default_factory=list)  # "<file>: <key>: ..." lines: valid but suspicious
     trial_time_limit_s: float | None = None  # budget.trial_time_limit: an attempt running longer is stopped
     verify: VerifySettings | None = field(default_factory=VerifySettings)  # None: the front is not re-verified
+    enqueue: list[dict[str, Any]] = field(default_factory=list)  # points Optuna evaluates first, in order
+    constraints: list[Constraint] = field(default_factory=list)  # a trial breaking one is infeasible
 
     @property
     def metrics(self) -> list[str]:
@@ -126,8 +130,9 @@ def training_rows(spec: SweepSpec, limit: int = 24) -> list[str]:
 
 # --- entry points ------------------------------------------------------------------------------------
 def load_spec(path: str | Path, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
-              require_data: bool = False) -> SweepSpec:
-    """Read and check the spec at `path`; `preset` and `overrides` (``--set``) take precedence.
+              require_data: bool = False, budget: Mapping[str, Any] | None = None) -> SweepSpec:
+    """Read and check the spec at `path`; `preset`, `overrides` (``--set``) and `budget` (``--trials``,
+    ``--concurrency``, ``--time-limit`` as keys trials, concurrency, time_limit) take precedence.
 
     Warnings (valid but suspicious settings) are printed to stderr. A data_dir that is given but does not
     hold the dataset's files is always an error; `require_data` makes a CIFAR dataset without any data_dir
@@ -141,14 +146,15 @@ def load_spec(path: str | Path, preset: str | None = None, overrides: Mapping[st
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
         raise SpecError(f"{path}: cannot be read: {reason}") from None
-    spec = parse_spec(text, path, preset, overrides, require_data)
+    spec = parse_spec(text, path, preset, overrides, require_data, budget)
     for warning in spec.warnings:
         print(f"warning: {one_line(warning)}", file=sys.stderr)
     return spec
 
 
 def parse_spec(text: str, path: str | Path = "<spec>", preset: str | None = None,
-               overrides: Mapping[str, Any] | None = None, require_data: bool = False) -> SweepSpec:
+               overrides: Mapping[str, Any] | None = None, require_data: bool = False,
+               budget: Mapping[str, Any] | None = None) -> SweepSpec:
     """Parse YAML text into a checked `SweepSpec` (see `load_spec`)."""
     path = Path(path)
     try:
@@ -160,7 +166,18 @@ def parse_spec(text: str, path: str | Path = "<spec>", preset: str | None = None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: the spec must be a mapping with keys {', '.join(TOP_KEYS)}; "
                         f"got {type(raw).__name__}")
-    return _SpecChecker(path, require_data).check(raw, preset, dict(overrides or {}))
+    return _SpecChecker(path, require_data).check(raw, preset, dict(overrides or {}), dict(budget or {}))
+
+
+def _flag_value(text: Any) -> Any:
+    """A command-line budget value as YAML would give it: whole numbers as int, other numbers as float."""
+    if isinstance(text, str):
+        stripped = text.strip()
+        if re.fullmatch(r"[+-]?\d+", stripped):
+            return int(stripped)
+        if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?", stripped):
+            return float(stripped)
+    return text
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -186,7 +203,8 @@ class _SpecChecker(Checker):
         self.require_data = require_data
 
     # --- the spec ----------------------------------------------------------------------------------
-    def check(self, raw: dict, preset_override: str | None, overrides: dict[str, Any]) -> SweepSpec:
+    def check(self, raw: dict, preset_override: str | None, overrides: dict[str, Any],
+              budget: dict[str, Any] | None = None) -> SweepSpec:
         self.keys("", raw, TOP_KEYS)
         for k in ("name", "objectives", "budget", "space"):
             if k not in raw:
@@ -211,23 +229,25 @@ class _SpecChecker(Checker):
         sampler, sampler_options = self.sampler(raw.get("sampler", "tpe"))
         space = parse_space(self, raw["space"], base_values, SAMPLERS[sampler].needs_choices)
         scheduler = self.scheduler(raw.get("scheduler"), base_config, space, base, objectives)
-        trials, concurrency, time_limit = self.budget(raw["budget"], sampler, space)
+        trials, concurrency, time_limit = self.budget(raw["budget"], sampler, space, budget or {})
         for key, message in concurrency_warnings(sampler, sampler_options, concurrency):
             self.warn(key, message)
         execution = check_execution(self, raw.get("execution"))
-        cpu, gpu = self.resources(raw.get("resources", {}))
+        cpu, gpu = self.trial_resources(raw.get("resources", {}))
         retries = self.integer("retries", raw.get("retries", 1), 0)
         trial_limit = raw["budget"].get("trial_time_limit")
         trial_limit_s = None if trial_limit is None else self.duration("budget.trial_time_limit", trial_limit)
         self.check_data(space, base_values, base)
         self.epsilon_warnings(base_config, space)
         verify = self.verify(raw.get("verify", {}))
+        enqueue = self.enqueue(raw.get("enqueue"), space, sampler, trials)
+        constraints = self.constraints(raw.get("constraints"), base_config, sampler)
         return SweepSpec(
             path=self.path, name=name, description=description, preset=preset, objectives=objectives,
             trials=trials, concurrency=concurrency, time_limit_s=time_limit, sampler=sampler,
             sampler_options=sampler_options, scheduler=scheduler, cpu=cpu, gpu=gpu, retries=retries,
             base=base, space=space, raw=raw, execution=execution, warnings=list(self.warnings),
-            trial_time_limit_s=trial_limit_s, verify=verify,
+            trial_time_limit_s=trial_limit_s, verify=verify, enqueue=enqueue, constraints=constraints,
         )
 
     def verify(self, value: Any) -> VerifySettings | None:
@@ -286,19 +306,68 @@ class _SpecChecker(Checker):
             out.append(Objective(metric, mode))
         return out
 
-    def budget(self, value: Any, sampler: str, space: SearchSpace) -> tuple[int, int, float | None]:
+    def budget(self, value: Any, sampler: str, space: SearchSpace,
+               flags: Mapping[str, Any]) -> tuple[int, int, float | None]:
+        """budget.trials, .concurrency, .time_limit; a command-line flag (`flags`) replaces its key."""
         self.keys("budget", value, ("trials", "concurrency", "time_limit", "trial_time_limit"),
-                  required=() if sampler == "grid" else ("trials",))
+                  required=() if sampler == "grid" or "trials" in flags else ("trials",))
+        merged, where = dict(value), {k: f"budget.{k}" for k in BUDGET_FLAGS}
+        for k, given in flags.items():
+            if given is not None:
+                merged[k], where[k] = _flag_value(given), BUDGET_FLAGS[k]
         if sampler == "grid":
             size = space.grid_size()
-            trials = self.integer("budget.trials", value.get("trials", size), 1)
+            trials = self.integer(where["trials"], merged.get("trials", size), 1)
             if trials > size:
-                raise self.fail("budget.trials", f"{trials} trials, but the grid has only {size} points")
+                raise self.fail(where["trials"], f"{trials} trials, but the grid has only {size} points")
         else:
-            trials = self.integer("budget.trials", value["trials"], 1)
-        concurrency = self.integer("budget.concurrency", value.get("concurrency", 1), 1)
-        limit = value.get("time_limit")
-        return trials, concurrency, None if limit is None else self.duration("budget.time_limit", limit)
+            trials = self.integer(where["trials"], merged["trials"], 1)
+        concurrency = self.integer(where["concurrency"], merged.get("concurrency", 1), 1)
+        limit = merged.get("time_limit")
+        return trials, concurrency, None if limit is None else self.duration(where["time_limit"], limit)
+
+    def enqueue(self, value: Any, space: SearchSpace, sampler: str, trials: int) -> list[dict[str, Any]]:
+        """The points evaluated first: mappings of parameter values, or bundle names."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or not value:
+            raise self.fail("enqueue", f"expected a non-empty list of points ({{param: value, ...}} or a bundle "
+                                       f"name), got {show(value)}")
+        if sampler == "grid":
+            raise self.fail("enqueue", "the grid sampler evaluates every grid point itself; enqueue needs tpe, "
+                                       "nsga2, random or gp")
+        if len(value) > trials:
+            raise self.fail("enqueue", f"{len(value)} points, more than budget.trials ({trials})")
+        return [space.check_point(self, f"enqueue[{i}]", item) for i, item in enumerate(value)]
+
+    def constraints(self, value: Any, base_config: TrialConfig, sampler: str) -> list[Constraint]:
+        """``[{metric: NAME, min: LOW, max: HIGH}, ...]``: bounds a feasible trial's final metrics keep."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or not value:
+            raise self.fail("constraints", f"expected a non-empty list of {{metric: NAME, min: LOW, max: HIGH}}, "
+                                           f"got {show(value)}")
+        out: list[Constraint] = []
+        for i, item in enumerate(value):
+            key = f"constraints[{i}]"
+            self.keys(key, item, ("metric", "min", "max"), required=("metric",))
+            metric = item["metric"]
+            if metric not in base_config.metric_names():
+                raise self.fail(f"{key}.metric", unknown_metric(metric, base_config))
+            if metric in [c.metric for c in out]:
+                raise self.fail(f"{key}.metric", f"{metric!r} is listed twice; give min and max in one entry")
+            if "min" not in item and "max" not in item:
+                raise self.fail(key, f"give min: LOW, max: HIGH or both for {metric!r}")
+            low = self.number(f"{key}.min", item["min"]) if "min" in item else None
+            high = self.number(f"{key}.max", item["max"]) if "max" in item else None
+            if low is not None and high is not None and low > high:
+                raise self.fail(key, f"min {low:g} is above max {high:g}; no trial could be feasible")
+            out.append(Constraint(metric, low, high))
+        if sampler not in CONSTRAINED_SAMPLERS:
+            self.warn("constraints", f"the {sampler} sampler does not use constraints when it samples (only "
+                                     f"{', '.join(CONSTRAINED_SAMPLERS)} do); infeasible trials are still marked "
+                                     f"and kept off the front")
+        return out
 
     def sampler(self, value: Any) -> tuple[str, dict[str, Any]]:
         if isinstance(value, str):
@@ -368,15 +437,9 @@ class _SpecChecker(Checker):
             return Scheduler(kind, None, None, grace, factor, max_t, tuple(objectives))
         return Scheduler(kind, metric, mode, grace, factor, max_t)
 
-    def resources(self, value: Any) -> tuple[float, float]:
-        self.keys("resources", value, ("cpu", "gpu"))
-        cpu = self.number("resources.cpu", value.get("cpu", 1))
-        if cpu <= 0:
-            raise self.fail("resources.cpu", f"must be > 0, got {cpu}")
-        gpu = self.number("resources.gpu", value.get("gpu", 0))
-        if gpu < 0 or (gpu > 1 and not gpu.is_integer()):
-            raise self.fail("resources.gpu", f"expected a fraction in [0, 1] or a whole number of GPUs, got {gpu}")
-        return cpu, gpu
+    def trial_resources(self, value: Any) -> tuple[float, float]:
+        given = self.resources("resources", value)
+        return given.get("cpu", 1.0), given.get("gpu", 0.0)
 
     def check_data(self, space: SearchSpace, base_values: dict[str, Any], base: dict[str, Any]) -> None:
         """The data files of every dataset/data_dir the trials use exist (nothing is read)."""

@@ -25,12 +25,13 @@ from trainable.config import parse_overrides
 from trainable.tune_adapter import TrialSettings, run_trial
 
 from . import results as results_mod
-from .cluster import check_shared_storage, connect_ray, disconnect_ray, trial_resources
+from .cluster import check_shared_storage, connect_ray, disconnect_ray, resources_request
 from .integrity import check_sweep, repair_study, time_limited
 from .layout import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    FEASIBLE_COLUMN,
     HISTORY_FILE,
     MLFLOW_DB,
     OBJECTIVES_PARAM,
@@ -42,6 +43,7 @@ from .layout import (
     SweepState,
     first_line,
     format_objectives,
+    is_feasible,
     is_uri,
     local_file,
     relative_path,
@@ -77,6 +79,7 @@ from .tracking import (
     probe_tracking,
 )
 from .verify import VerifySettings
+from .warm_start import warm_trials
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +110,12 @@ def trial_settings(spec: SweepSpec) -> TrialSettings:
     if base.get("data_dir") and not Path(base["data_dir"]).is_absolute() and "://" not in base["data_dir"]:
         base["data_dir"] = str(Path(base["data_dir"]).resolve())  # trials run in their own directories
     metrics = tuple(spec.base_config().metric_names())
+    row_threads = {} if "threads" in spec.base else {  # a row's own CPUs are its threads, as the spec's are
+        p.name: {group: max(1, int(r["cpu"])) for group, r in p.resources.items() if "cpu" in r}
+        for p in spec.space.params if p.resources}
     return TrialSettings(preset=spec.preset, base=base, labels=spec.space.labels, metric_names=metrics,
                          checkpoint_every=spec.execution.checkpoint_every,
-                         trial_time_limit_s=spec.trial_time_limit_s)
+                         trial_time_limit_s=spec.trial_time_limit_s, row_threads=row_threads)
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -118,7 +124,7 @@ def _trial_dirname(trial: Any) -> str:
 
 def _build_trainable(spec: SweepSpec) -> tuple[Any, TrialSettings]:
     settings = trial_settings(spec)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), trial_resources(spec))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), resources_request(spec))
     return trainable, settings
 
 
@@ -132,9 +138,13 @@ def _early_stop_status(spec: SweepSpec) -> str:
     return "early_stopped" if spec.scheduler is not None else "stopped"
 
 
-def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], options: SweepOptions) -> int:
-    """Validate, connect, create the sweep directory, run; return the exit code."""
-    spec = load_spec(spec_path, preset, parse_overrides(set_pairs), require_data=True)
+def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], options: SweepOptions,
+                budget: dict[str, str] | None = None, warm_start: Path | None = None) -> int:
+    """Validate, connect, create the sweep directory, run; return the exit code. `budget` holds the
+    ``--trials``/``--concurrency``/``--time-limit`` flags; `warm_start` an earlier sweep's directory."""
+    budget = dict(budget or {})
+    spec = load_spec(spec_path, preset, parse_overrides(set_pairs), require_data=True, budget=budget)
+    warm = warm_trials(warm_start, spec) if warm_start is not None else []
     sweep_dir = (options.out or default_sweep_dir(spec.name)).resolve()
     if sweep_dir.exists() and any(sweep_dir.iterdir()):
         hint = " (continue it with `orchestrator resume`)" if (sweep_dir / STATE_FILE).exists() else ""
@@ -167,6 +177,8 @@ def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], optio
         try:
             trainable, settings = _build_trainable(spec)  # checks resources against the cluster first
             state = _new_state(spec, sweep_dir, preset, set_pairs, options)
+            state.budget = budget
+            state.warm_start = str(warm_start.resolve()) if warm_start is not None else None
             _quiet_tune_output()
             logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial tables"
             tracking_uri = state.tracking(sweep_dir)
@@ -182,7 +194,7 @@ def start_sweep(spec_path: Path, preset: str | None, set_pairs: list[str], optio
                                                    _parent_tags(spec, sweep_dir, options), sweep_dir / SPEC_COPY)
         state.sweeps.append(_run_entry("sweep", options))
         state.save(sweep_dir)
-        tuner = _new_tuner(spec, state, sweep_dir, trainable, settings, options)
+        tuner = _new_tuner(spec, state, sweep_dir, trainable, settings, options, warm)
         return _fit_and_finish(tuner, spec, state, tracker, sweep_dir, options)
     finally:
         disconnect_ray()
@@ -201,7 +213,7 @@ def resume_sweep(sweep_dir: Path, options: SweepOptions, retry_failed: bool = Tr
     sweep_dir = sweep_dir.resolve()
     state = SweepState.load(sweep_dir)
     state.check_spec(sweep_dir)
-    spec = load_spec(sweep_dir / SPEC_COPY, state.preset, parse_overrides(state.overrides))
+    spec = load_spec(sweep_dir / SPEC_COPY, state.preset, parse_overrides(state.overrides), budget=state.budget)
     if options.out is not None and options.out.resolve() != sweep_dir:
         raise SweepError("--out cannot be combined with resume; the sweep continues in its own directory")
     if options.storage is not None or options.tracking_uri is not None or options.study_storage is not None:
@@ -286,9 +298,10 @@ def _run_entry(kind: str, options: SweepOptions) -> dict[str, Any]:
 
 
 def _new_tuner(spec: SweepSpec, state: SweepState, sweep_dir: Path, trainable: Any, settings: TrialSettings,
-               options: SweepOptions) -> Any:
+               options: SweepOptions, warm: list[optuna.trial.FrozenTrial] | None = None) -> Any:
     searcher = make_searcher(spec.space, spec.metrics, spec.modes, spec.sampler, spec.sampler_options,
-                             state.study_name, state.study(sweep_dir), spec.concurrency)
+                             state.study_name, state.study(sweep_dir), spec.concurrency,
+                             enqueue=spec.enqueue, warm=warm or [], constraints=spec.constraints)
     scheduler = make_scheduler(spec.scheduler)
     callback = MlflowTrialCallback(state.tracking(sweep_dir), state.mlflow_experiment_id, state.parent_run_id,
                                    settings, early_stop_status=_early_stop_status(spec))
@@ -388,7 +401,9 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, state: SweepState, tracker: Tra
         res = results_mod.collect(state.experiment_dir(sweep_dir), names, _early_stop_status(spec),
                                   optuna_links(study_url, state.study_name), trial_settings(spec),
                                   time_limit_reached=timed_out, cut_short=time_limited(study_url, state.study_name))
-        for note in repair_study(study_url, state.study_name, res.trials, spec.metrics):
+        if spec.constraints and len(res.trials):  # a trial breaking a constraint is never on a front
+            res.trials[FEASIBLE_COLUMN] = [is_feasible(spec.constraints, row) for row in res.trials.to_dict("records")]
+        for note in repair_study(study_url, state.study_name, res.trials, spec.metrics, spec.constraints):
             print(f"note: {note}", file=sys.stderr)
         links = optuna_links(study_url, state.study_name)
         if len(res.trials):
@@ -487,6 +502,12 @@ def _parent_params(spec: SweepSpec, set_pairs: list[str]) -> dict[str, Any]:
     }
     if set_pairs:
         params["overrides"] = " ".join(set_pairs)
+    if spec.time_limit_s is not None:
+        params["time_limit_s"] = spec.time_limit_s
+    if spec.enqueue:
+        params["enqueue"] = len(spec.enqueue)
+    if spec.constraints:
+        params["constraints"] = ", ".join(str(c) for c in spec.constraints)
     params.update({f"base.{k}": v for k, v in spec.base.items()})
     return params
 

@@ -77,12 +77,17 @@ class TrialSettings:
     metric_names: tuple[str, ...] = field(default_factory=tuple)  # present (maybe NaN) in every report
     checkpoint_every: int = 1  # epochs between checkpoints; the last epoch always has one
     trial_time_limit_s: float | None = None  # an attempt running longer is ended (TIMED_OUT)
+    # bundle parameter -> bundle name -> torch threads, for rows that ask for their own CPUs
+    row_threads: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 def build_config(config: Mapping[str, Any], settings: TrialSettings) -> TrialConfig:
     """The trial's TrialConfig: preset, then the sweep's base settings, then the sampled values."""
     sampled = {k: v for k, v in config.items() if k not in settings.labels}
     values = dict(settings.base)
+    for param, rows in settings.row_threads.items():
+        if config.get(param) in rows:
+            values["threads"] = rows[config[param]]
     if "method" in sampled:  # a sampled method re-derives its parts unless they are sampled too
         for part in ("objective", "adversary", "views"):
             if part not in sampled and part not in settings.base:

@@ -249,3 +249,27 @@ def test_crowding_distances() -> None:
     assert d[3] == pytest.approx((0.9 - 0.5) / 0.8 + (0.5 - 0.1) / 0.8)
     with pytest.warns(NonFiniteRowsWarning):
         assert np.isnan(crowding_distances([[0.1, math.nan], [0.2, 0.3]], ["max", "max"])[0])
+
+
+def test_an_infeasible_trial_is_never_on_the_front(tmp_path) -> None:
+    """`b` dominates every other trial but breaks a constraint (``feasible`` False): off the front, out
+    of the knee, the best-per-objective table and the hypervolume; the plots show it as infeasible."""
+    from analysis.pareto import best_per_objective, infeasible
+    from analysis.plots import INFEASIBLE, classify, pareto_png
+
+    trials = pd.DataFrame({
+        "trial_id": ["a", "b", "c"], "status": ["finished"] * 3,
+        "clean_acc": [0.7, 0.9, 0.5], "robust_acc": [0.3, 0.8, 0.4],
+        "feasible": [True, False, True], "optuna_number": [0, 1, 2],
+    })
+    objectives = [Objective("clean_acc", "max"), Objective("robust_acc", "max")]
+    assert infeasible(trials).tolist() == [False, True, False]
+    assert set(front(trials, objectives)["trial_id"]) == {"a", "c"}
+    assert "b" not in set(rank_trials(trials, objectives)["trial_id"])
+    assert knee_trial(trials, objectives)["trial_id"] != "b"
+    assert "b" not in set(best_per_objective(trials, objectives)["trial_id"])
+    assert hypervolume_over_trials(trials, objectives, [0, 0])["counted"].tolist() == [True, False, True]
+    assert classify(trials, objectives).set_index("trial_id").loc["b", "group"] == INFEASIBLE
+    assert pareto_png(trials, objectives, tmp_path / "p.png").is_file()
+    # without the column (a sweep without constraints) the same trial is the whole front
+    assert list(front(trials.drop(columns="feasible"), objectives)["trial_id"]) == ["b"]

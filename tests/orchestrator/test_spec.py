@@ -17,13 +17,22 @@ SHIPPED = sorted(SPACES.rglob("*.yaml"))
 
 def test_shipped_specs_are_present() -> None:
     names = {p.stem for p in SHIPPED}
-    assert {"epsilon", "crops", "replay_steps", "loss_weights", "joint", "paper_table", "pareto_asha"} <= names
+    assert {"epsilon", "crops", "replay_steps", "loss_weights", "joint", "paper_table", "pareto_asha", "warm_start",
+            "enqueue", "constraints", "row_resources"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(SPACES)))
 def test_shipped_specs_validate(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(path)]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_shipped_specs_of_the_search_features_use_them() -> None:
+    assert load_spec(SPACES / "enqueue.yaml").enqueue[0] == {"replay_steps": 3, "alpha": pytest.approx(2 / 255)}
+    assert [c.metric for c in load_spec(SPACES / "constraints.yaml").constraints] == ["clean_acc", "train_seconds"]
+    rows = load_spec(SPACES / "row_resources.yaml")
+    assert rows.space.params[0].resources == {"robust-emp-ssl": {"cpu": 2.0}}
+    assert rows.enqueue == [{"row": "cf-amc-ssl"}, {"row": "robust-emp-ssl"}]
 
 
 def test_parse_full_spec(tiny_spec: str) -> None:

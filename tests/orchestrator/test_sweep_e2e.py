@@ -246,3 +246,59 @@ def test_two_node_cluster_places_trials_on_both_nodes(write_spec, workdir: Path,
     trials = pd.read_parquet(out / "trials.parquet")
     assert set(trials["status"]) == {"finished"}
     assert set(trials["node_id"]) == node_ids and len(node_ids) == 2
+
+
+def test_budget_flags_enqueue_constraints_and_warm_start(write_spec, workdir: Path, tiny_spec: str, capsys) -> None:
+    """`--trials 2` on a 3-trial spec runs 2; they are the enqueued points, in order; the trial that breaks
+    the constraint (epoch <= 1) is marked infeasible and is off the front although it is best on `epoch`;
+    a second sweep warm-started from the first holds its trials in the study, and `check` agrees."""
+    text = tiny_spec.replace("  - {metric: robust_acc, mode: max}", "  - {metric: epoch, mode: max}").replace(
+        "sampler: {type: random, seed: 1}", "sampler: {type: tpe, seed: 0, n_startup_trials: 2}").replace(
+        "  epsilon: {float: [0, 16/255]}", "  epochs: {choice: [1, 2]}")
+    text = text.replace("base:", "enqueue: [{epochs: 2}, {epochs: 1}]\nconstraints: [{metric: epoch, max: 1}]\nbase:")
+    spec = write_spec(text)
+    first = workdir / "first"
+    assert _sweep([str(spec), "--out", str(first), "--num-cpus", "2", "--trials", "2", "--verify", "none"]) == 0
+    trials = pd.read_parquet(first / "trials.parquet").sort_values("optuna_number")
+    assert trials["param.epochs"].tolist() == [2, 1] and trials["status"].tolist() == ["finished"] * 2
+    assert trials["feasible"].tolist() == [False, True]
+    infeasible_id = trials["trial_id"].iloc[0]
+    front = pd.read_csv(first / "report" / "pareto.csv")
+    assert infeasible_id not in set(front["trial_id"]) and len(front) == 1
+    report = (first / "report" / "report.md").read_text()
+    assert "Infeasible trials" in report and infeasible_id in report
+    state = json.loads((first / "sweep.json").read_text())
+    assert state["budget"] == {"trials": "2"}
+    capsys.readouterr()
+
+    second = workdir / "second"
+    plain = write_spec(text.replace("enqueue: [{epochs: 2}, {epochs: 1}]\n", ""), "plain.yaml")
+    assert _sweep([str(plain), "--out", str(second), "--num-cpus", "2", "--trials", "1", "--concurrency", "1",
+                   "--warm-start", str(first), "--verify", "none"]) == 0
+    assert main(["check", str(second)]) == 0  # the earlier trials in the study are no disagreement
+    import optuna
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{second / 'optuna.db'}")
+    warm = [t for t in study.trials if "warm_start_from" in t.user_attrs]
+    assert sorted(t.params["epochs"] for t in warm) == [1, 2] and all(t.state.name == "COMPLETE" for t in warm)
+    assert {t.user_attrs["warm_start_from"].rsplit(":", 1)[1] for t in warm} == set(trials["trial_id"])
+    assert [t.constraints["epoch"] for t in sorted(warm, key=lambda t: t.params["epochs"])] == [0.0, 1.0]
+    assert len(pd.read_parquet(second / "trials.parquet")) == 1
+
+
+def test_a_bundle_row_runs_with_its_own_resources(write_spec, workdir: Path, tiny_spec: str) -> None:
+    """Ray Tune asks for the row's CPUs (2) for its trial and the spec's (1) for the other; each trial
+    runs with its CPUs as torch threads; no GPU is asked for anywhere."""
+    from ray.tune import ExperimentAnalysis
+
+    text = tiny_spec.replace("sampler: {type: random, seed: 1}", "sampler: grid").replace(
+        "budget: {trials: 3, concurrency: 2}", "budget: {concurrency: 2}").replace(
+        "  epsilon: {float: [0, 16/255]}", "  row:\n    choice:\n      big: {num_crops: 4, resources: {cpu: 2}}\n"
+                                           "      small: {num_crops: 2}")
+    out = workdir / "rows"
+    assert _sweep([str(write_spec(text)), "--out", str(out), "--num-cpus", "2", "--verify", "none"]) == 0
+    trials = pd.read_parquet(out / "trials.parquet").set_index("param.row")
+    assert trials.loc["big", "config.threads"] == 2 and trials.loc["small", "config.threads"] == 1
+    asked = {t.config["row"]: t.placement_group_factory.required_resources
+             for t in ExperimentAnalysis(SweepState.load(out).experiment_dir(out)).trials}
+    assert asked == {"big": {"CPU": 2.0}, "small": {"CPU": 1.0}}

@@ -1,6 +1,7 @@
 """The driver's settings: the spec's `execution:` section, sampler defaults scaled to the concurrency,
-the multi-node storage guard, GPUs judged with the autoscaler's node types, and the searcher's
-experiment snapshot (flat, no study, resumable)."""
+the multi-node storage guard, GPUs judged with the autoscaler's node types, the searcher's
+experiment snapshot (flat, no study, resumable), a bundle row's own resources, and the budget from
+the command line."""
 
 from __future__ import annotations
 
@@ -108,3 +109,45 @@ def test_searcher_snapshot_holds_no_study_and_resumes(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="s", storage=open_storage(url))
     done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
     assert len(done) == 40 and {t.user_attrs["tune_trial_id"] for t in done} == {f"t{n}" for n in range(40)}
+
+
+ROWS = ("  row:\n    choice:\n      cheap: {method: cf-amc-ssl}\n"
+        "      costly: {method: robust-emp-ssl, resources: {cpu: 3}}\n"
+        "      gpu: {method: emp-ssl, resources: {gpu: 0.5}}")
+
+
+def test_a_bundle_row_asks_for_its_own_resources_and_threads(capsys) -> None:
+    from orchestrator.cluster import RowResources, resources_request
+    from orchestrator.sweep import trial_settings
+    from trainable.tune_adapter import build_config
+
+    spec = _spec(space=ROWS)
+    request = resources_request(spec, node_types=None, nodes=[{"CPU": 4.0, "GPU": 1.0}])
+    assert isinstance(request, RowResources) and pickle.loads(pickle.dumps(request)) == request
+    assert request({"row": "costly"}).required_resources == {"CPU": 3.0}
+    assert request({"row": "cheap"}).required_resources == {"CPU": 1.0}  # the spec's resources: no GPU asked
+    assert request({"row": "gpu"}).required_resources == {"CPU": 1.0, "GPU": 0.5}
+    assert request({}).required_resources == {"CPU": 1.0}
+    settings = trial_settings(spec)
+    assert build_config({"row": "costly", "method": "robust-emp-ssl"}, settings).threads == 3
+    assert build_config({"row": "cheap", "method": "cf-amc-ssl"}, settings).threads == 1
+    # no GPU in the cluster: the row's GPU is dropped with a warning, never requested
+    cpu_only = resources_request(spec, node_types=None, nodes=[{"CPU": 4.0}])
+    assert cpu_only({"row": "gpu"}).required_resources == {"CPU": 1.0}
+    assert "space.row.choice.gpu.resources asks for 0.5 GPU" in capsys.readouterr().err
+    with pytest.raises(SweepError, match=r"^space\.row\.choice\.costly\.resources\.cpu: a trial asks for 3 CPUs"):
+        resources_request(spec, node_types=None, nodes=[{"CPU": 2.0}])
+    # without rows that carry resources the request stays the spec's dict
+    assert resources_request(_spec(), node_types=None, nodes=[{"CPU": 4.0}]) == {"cpu": 1.0}
+
+
+def test_command_line_budget_replaces_the_spec_budget() -> None:
+    spec = parse_spec(tiny_spec(), "spec.yaml", budget={"trials": "2", "concurrency": "1", "time_limit": "90s"})
+    assert (spec.trials, spec.concurrency, spec.time_limit_s) == (2, 1, 90.0)
+    assert parse_spec(tiny_spec(), "spec.yaml", budget={"time_limit": "600"}).time_limit_s == 600.0
+    grid = tiny_spec(trials=None, sampler="grid", space="  num_crops: {choice: [2, 4]}")
+    assert parse_spec(grid, "spec.yaml", budget={"trials": "1"}).trials == 1
+    with pytest.raises(SpecError, match=r"^spec\.yaml: --trials: 3 trials, but the grid has only 2 points$"):
+        parse_spec(grid, "spec.yaml", budget={"trials": "3"})
+    no_trials = tiny_spec(trials=None)  # budget.trials may come from --trials alone
+    assert parse_spec(no_trials, "spec.yaml", budget={"trials": "4"}).trials == 4

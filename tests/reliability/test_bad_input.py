@@ -110,6 +110,32 @@ BAD_SPECS = [
      "expected a number"),
     ("cpu_zero", _sub("resources: {cpu: 1}", "resources: {cpu: 0}"), "resources.cpu", "must be > 0"),
     ("yaml_list_not_mapping", lambda t, tmp: "- name: tiny\n", "the spec must be a mapping", "list"),
+    ("enqueue_not_a_list", lambda t, tmp: t + "enqueue: {epsilon: 0}\n", "enqueue", "non-empty list of points"),
+    ("enqueue_unknown_param", lambda t, tmp: t + "enqueue: [{epsilonn: 0}]\n", "enqueue[0].epsilonn",
+     "did you mean 'epsilon'"),
+    ("enqueue_outside_range", lambda t, tmp: t + "enqueue: [{epsilon: 32/255}]\n", "enqueue[0].epsilon",
+     "outside its range [0, 0.06275]"),
+    ("enqueue_not_a_bundle", lambda t, tmp: t + "enqueue: [paper-row]\n", "enqueue[0]",
+     "'paper-row' is not the name of a bundle; the space has no bundles"),
+    ("enqueue_more_than_trials", lambda t, tmp: t + "enqueue: [{epsilon: 0}, {epsilon: 0}, {epsilon: 0}]\n",
+     "enqueue", "3 points, more than budget.trials (2)"),
+    ("enqueue_with_grid", lambda t, tmp: _sub("type: random", "type: grid")(t, tmp).replace(
+        "{float: [0, 16/255]}", "{choice: [0, 8/255]}") + "enqueue: [{epsilon: 0}]\n", "enqueue",
+     "the grid sampler evaluates every grid point itself"),
+    ("constraint_unknown_metric", lambda t, tmp: t + "constraints: [{metric: clean_accuracy, min: 0.7}]\n",
+     "constraints[0].metric", "did you mean 'clean_acc'"),
+    ("constraint_without_bound", lambda t, tmp: t + "constraints: [{metric: clean_acc}]\n", "constraints[0]",
+     "give min: LOW, max: HIGH or both"),
+    ("constraint_min_above_max", lambda t, tmp: t + "constraints: [{metric: clean_acc, min: 0.8, max: 0.7}]\n",
+     "constraints[0]", "min 0.8 is above max 0.7"),
+    ("constraint_unknown_key", lambda t, tmp: t + "constraints: [{metric: clean_acc, minimum: 0.7}]\n",
+     "constraints[0].minimum", "did you mean 'min'"),
+    ("bundle_resources_cpu_zero", _sub("  epsilon: {float: [0, 16/255]}", "  row:\n    choice:\n      a: {method: "
+                                       "emp-ssl, resources: {cpu: 0}}\n      b: {method: cf-amc-ssl}"),
+     "space.row.choice.a.resources.cpu", "must be > 0"),
+    ("bundle_resources_unknown_key", _sub("  epsilon: {float: [0, 16/255]}", "  row:\n    choice:\n      a: "
+                                          "{method: emp-ssl, resources: {gpus: 1}}\n      b: {method: cf-amc-ssl}"),
+     "space.row.choice.a.resources.gpus", "did you mean 'gpu'"),
 ]
 
 
@@ -152,6 +178,33 @@ def test_bad_set_values_are_refused(pairs: list[str], fragment: str, command: st
     code, _, err = _run(argv, capsys)
     assert code == 2 and len(err) == 1 and fragment in err[0], err
     assert not (workdir / "out").exists() and not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--trials", "0"], "{spec}: --trials: 0 is below the minimum 1"),
+    (["--trials", "two"], "{spec}: --trials: expected an integer >= 1, got 'two'"),
+    (["--concurrency", "0"], "{spec}: --concurrency: 0 is below the minimum 1"),
+    (["--time-limit", "soon"], "{spec}: --time-limit: expected seconds or a duration such as 90s, 30m, 2h"),
+    (["--trials", "1", "--set", "epsilon=0"], "{spec}: enqueue: 2 points, more than budget.trials (1)"),
+    (["--warm-start", "{tmp}"], "--warm-start {tmp}: not a sweep directory"),
+    (["--resume", "--trials", "4"], "--trials: resume continues with the budget and study the sweep started with"),
+    (["--resume", "--warm-start", "{tmp}"], "--warm-start: resume continues with the budget and study"),
+])
+def test_bad_budget_and_warm_start_flags_are_refused(flags: list[str], fragment: str, workdir: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(workdir, TINY_SPEC + "enqueue: [{epsilon: 0}, {epsilon: 8/255}]\n")
+    flags = [f.format(tmp=workdir) for f in flags]
+    code, _, err = _run(["sweep", str(path), "--out", str(workdir / "out"), "-q", *flags], capsys)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("orchestrator sweep: error: ") and fragment.format(spec=path, tmp=workdir) in err[0], err
+    assert not (workdir / "out").exists() and not (workdir / "runs").exists()
+
+
+def test_resume_refuses_budget_flags_in_one_line(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["resume", str(workdir), "--concurrency", "3", "--time-limit", "1h"], capsys)
+    assert code == 2 and err == ["orchestrator resume: error: --concurrency, --time-limit: resume continues with "
+                                 "the budget and study the sweep started with; drop them (start a new sweep to "
+                                 "change them)"], err
 
 
 def test_missing_unreadable_and_binary_spec_files(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
