@@ -57,7 +57,7 @@ def _space(line: str) -> Callable[[str, Path], str]:
 BAD_SPECS = [
     ("malformed_yaml", _sub("budget: {trials: 2, concurrency: 2}", "budget: {trials: 2, [concurrency"),
      "malformed YAML at line 7", "started at line 6"),
-    ("tab_indented_yaml", _sub("  epsilon:", "\tepsilon:"), "malformed YAML", "line 11"),
+    ("tab_indented_yaml", _sub("  epsilon:", "\tepsilon:"), "malformed YAML", "line 12"),
     ("unknown_top_key", _sub("sampler:", "samplr:"), "samplr", "did you mean 'sampler'"),
     ("unknown_base_key", _base("epsilonn: 4/255"), "base.epsilonn", "did you mean 'epsilon'"),
     ("unknown_space_key", _space("replay_step: {int: [1, 3]}"), "space.replay_step", "did you mean 'replay_steps'"),

@@ -201,8 +201,14 @@ def test_trial_killed_mid_epoch_resumes_from_checkpoint_bit_for_bit(tmp_path: Pa
     killed_epochs = [e["epoch"] for e in events if e["event"] == "epoch" and e["pid"] == victim]
     retry_epochs = [e["epoch"] for e in events if e["event"] == "epoch" and e["pid"] == starts[1]["pid"]]
     assert killed_epochs[-1] < 3  # it was killed while training, not after its last epoch
-    assert retry_epochs == list(range(killed_epochs[-1] + 1, 4)), events  # continued after the last checkpoint
-    assert [r["epoch"] for r in result_lines(out / "tune" / f"trial_{trial_id}")] == [1, 2, 3]
+    # continued after the last checkpoint: the epoch after the last one the killed attempt recorded, or the
+    # one after that when the kill fell between an epoch's checkpoint (persisted) and its progress line
+    assert retry_epochs == list(range(retry_epochs[0], 4)), events
+    assert retry_epochs[0] in (killed_epochs[-1] + 1, killed_epochs[-1] + 2), events
+    # Ray Tune's result.json: each epoch once; the retry's all there (lines written before the kill can be
+    # lost: on restore Tune copies the trial's file back from storage, which may not hold them yet)
+    reported = [r["epoch"] for r in result_lines(out / "tune" / f"trial_{trial_id}")]
+    assert reported == sorted(set(reported)) and set(retry_epochs) <= set(reported), reported
 
     assert reference.wait(300) == 0, reference.output()[-2000:]
     expected = last_json(reference.output())
