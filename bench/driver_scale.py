@@ -120,7 +120,7 @@ def driver(spec: str, out: str, num_cpus: int, epochs: int, epoch_seconds: float
     def build(spec_obj: Any) -> tuple[Any, Any]:
         settings = sweep.trial_settings(spec_obj)
         fn = ray.tune.with_parameters(noop_trial, settings=settings, epochs=epochs, epoch_seconds=epoch_seconds)
-        return ray.tune.with_resources(fn, sweep.trial_resources(spec_obj)), settings
+        return ray.tune.with_resources(fn, sweep.resources_request(spec_obj)), settings
 
     sweep._build_trainable = build  # the one change: trials run `noop_trial`
     original_run_config = ray.tune.RunConfig
