@@ -14,7 +14,7 @@ and head. Three probes, each with its own recipe:
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -53,15 +53,24 @@ def train_probe(
     """Fit ``nn.Linear(feature_dim, K)`` with Adam and cross-entropy on fixed features (N, feature_dim)."""
     head = new_head(features.shape[1], num_classes, features.device, generator)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
+    _fit_head(head, opt, None, features, labels, epochs, batch_size, len(features), generator)
+    return head
+
+
+def _fit_head(head: nn.Linear, opt: torch.optim.Optimizer, sched: Any, features: torch.Tensor,
+              labels: torch.Tensor, epochs: int, batch_size: int, stop: int, generator: torch.Generator) -> None:
+    """Cross-entropy minibatch epochs of ``head`` on fixed features (N, feature_dim): each epoch a fresh
+    permutation from ``generator``, batches starting below ``stop``; ``sched`` (if any) steps per epoch."""
     n = len(features)
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator).to(features.device)
-        for i in range(0, n, batch_size):
+        for i in range(0, stop, batch_size):
             idx = order[i : i + batch_size]
             opt.zero_grad()
             F.cross_entropy(head(features[idx]), labels[idx]).backward()
             opt.step()
-    return head
+        if sched is not None:
+            sched.step()
 
 
 def new_head(feature_dim: int, num_classes: int, device: torch.device, generator: torch.Generator) -> nn.Linear:
@@ -105,15 +114,7 @@ def train_ncrop_probe(features: torch.Tensor, labels: torch.Tensor, num_classes:
     drop_last = config.ncrop_probe == "sgd"
     batch_size = min(batch_size, n) if drop_last else batch_size
     stop = n - n % batch_size if drop_last else n
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator).to(features.device)
-        for i in range(0, stop, batch_size):
-            idx = order[i : i + batch_size]
-            opt.zero_grad()
-            F.cross_entropy(head(features[idx]), labels[idx]).backward()
-            opt.step()
-        if sched is not None:
-            sched.step()
+    _fit_head(head, opt, sched, features, labels, epochs, batch_size, stop, generator)
     return head
 
 

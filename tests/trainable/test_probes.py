@@ -14,12 +14,7 @@ from trainable.loop import Trial
 EPS = 8 / 255
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/trainable/conftest.py
 
 
 @pytest.fixture(scope="module")

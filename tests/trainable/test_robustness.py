@@ -21,13 +21,7 @@ K = 4
 EPS = 2 / 255  # where the ordinary model is partly robust, so comparisons are not vacuous
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The attacks are many tiny ops: one intra-op thread is much faster on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/trainable/conftest.py
 
 
 def _task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
