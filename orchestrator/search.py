@@ -41,6 +41,8 @@ class ParetoOptunaSearch(OptunaSearch):
       directory is now and names the trials Tune will run again.
     - A study that stays locked past the storage's retries is logged and, for a suggestion, asked
       again later (no traceback from inside Tune); an untold outcome is told by the sweep's repair.
+      An Optuna trial already asked when its tagging met the lock is kept and given to the next
+      suggestion (asking afresh would leave it RUNNING and, under the grid sampler, lose its point).
     """
 
     def __init__(self, *args: Any, study_url: str = "", constraints: Sequence[Constraint] = (),
@@ -51,6 +53,7 @@ class ParetoOptunaSearch(OptunaSearch):
         self._max_live: int | None = None
         self._live: set[str] = set()
         self._rebind: tuple[str, set[str]] | None = None
+        self._untagged: optuna.Trial | None = None  # asked, but its tune_trial_id met a locked study
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         self._max_live = max_concurrent
@@ -60,6 +63,8 @@ class ParetoOptunaSearch(OptunaSearch):
         if self._max_live is not None and len(self._live) >= self._max_live:
             return None
         new = trial_id not in self._ot_trials
+        if new and self._untagged is not None:  # the trial asked last time, not a new one
+            self._ot_trials[trial_id], self._untagged = self._untagged, None
         try:
             config = super().suggest(trial_id)
             if new and trial_id in self._ot_trials:
@@ -67,6 +72,8 @@ class ParetoOptunaSearch(OptunaSearch):
         except Exception as exc:  # noqa: BLE001 - a locked study: no trial now, Tune asks again
             if not is_transient(exc):
                 raise
+            if new and trial_id in self._ot_trials:
+                self._untagged = self._ot_trials.pop(trial_id)  # Tune asks again with another id
             log.error("the Optuna study stayed locked (%s); no new trial now, asking again later", first_line(exc))
             return None
         if config is not None:
@@ -118,11 +125,13 @@ class ParetoOptunaSearch(OptunaSearch):
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in ("_storage", "_ot_study", "_rebind")}
         state["_ot_trials"] = {tid: _TrialRef(t._trial_id) for tid, t in self._ot_trials.items()}
+        state["_untagged"] = None  # left RUNNING; the sweep's repair marks it FAIL (orphaned)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._storage, self._ot_study, self._rebind = None, None, None
+        self._untagged = None
 
     def save(self, checkpoint_path: str) -> None:
         kept = self.__dict__.copy()

@@ -212,21 +212,25 @@ def test_trial_past_its_time_limit_is_timed_out_and_locked_stores_are_waited_for
                  space="  epochs: {choice: [1, 200]}")
     spec.write_text(spec.read_text().replace("budget: {concurrency: 2}",
                                              "budget: {concurrency: 2, trial_time_limit: 12s}"))
-    out = tmp_path / "sweep"
-    sweep = procs(["sweep", str(spec), "--out", str(out), "--num-cpus", "2", "-q"], name="sweep")
+    out, progress = tmp_path / "sweep", tmp_path / "progress"
+    sweep = procs(["sweep", str(spec), "--out", str(out), "--num-cpus", "2", "-q"], name="sweep",
+                  env={PROGRESS_ENV: str(progress)})
     db = out / "optuna.db"
     deadline = time.monotonic() + 300
-    while not (db.exists() and _count(db, "select count(*) from trials") >= 1):
+    # the lock starts once both trials are asked (a locked suggestion is tested on its own below) ...
+    while not (db.exists() and _count(db, "select count(*) from trial_user_attributes") >= 2):
         assert sweep.poll() is None and time.monotonic() < deadline, sweep.output()[-3000:]
         time.sleep(0.2)
     release = threading.Event()
     locker = threading.Thread(target=_hold_lock, args=(db, release))
     locker.start()
-    try:  # the 1-epoch trial finishes and is told while the study is locked, past SQLite's 5 s busy timeout
-        while not any(r.get("final") == 1.0 for d in (out / "tune").glob("trial_*") for r in result_lines(d)):
+    try:  # ... and lasts until both have trained an epoch (the 1-epoch trial has ended; its outcome is
+        # told while the study is locked) and past SQLite's 5 s busy timeout; the workers' progress
+        # lines say so without the driver, which waits for the lock
+        while sum(any(e["event"] == "epoch" for e in events) for events in progress_events(progress).values()) < 2:
             assert sweep.poll() is None and time.monotonic() < deadline, sweep.output()[-3000:]
             time.sleep(0.2)
-        time.sleep(7.0)
+        time.sleep(10.0)  # the outcome's tell waits 5 s in SQLite, then retries
     finally:
         release.set()
         locker.join()
@@ -360,3 +364,37 @@ def test_searcher_follows_a_moved_study_caps_resumed_trials_and_never_tells_twic
     assert outcome == [("a", "COMPLETE", (0.5, 0.25)), ("b", "COMPLETE", (0.5, 0.25)), ("b", "FAIL", ())]
     assert next(t for t in trials if t.state.name == "COMPLETE" and t.user_attrs["tune_trial_id"] == "b"
                 ).user_attrs["retried_from"] == 1
+
+
+def test_a_suggestion_whose_tagging_meets_a_locked_study_is_not_asked_again(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna has asked a trial when setting its ``tune_trial_id`` meets a study locked past the retries:
+    no trial now, and the next suggestion (Tune's new trial id) gets that same Optuna trial. Before, a
+    second one was asked and the first stayed RUNNING, so the grid sampler repeated a point and never
+    ran the one the lost trial held."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    from orchestrator.search import make_searcher
+    from orchestrator.spec import parse_spec
+
+    monkeypatch.setenv("CFAMC_STUDY_RETRY_S", "0")  # the lock outlasts the retries at once
+    spec = parse_spec(tiny_spec(trials=None, sampler="grid", space="  epochs: {choice: [1, 200]}"),
+                      tmp_path / "spec.yaml")
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = make_searcher(spec.space, spec.metrics, spec.modes, spec.sampler, spec.sampler_options, "s", url)
+    tag = optuna.Trial.set_user_attr
+    locked = iter([True])
+
+    def set_user_attr(self, key, value):
+        if next(locked, False):
+            raise OperationalError("UPDATE trials", {}, Exception("database is locked"))
+        return tag(self, key, value)
+
+    monkeypatch.setattr(optuna.Trial, "set_user_attr", set_user_attr)
+    assert searcher.suggest("a") is None  # asked, but not linked to Tune trial "a"
+    first = searcher.suggest("b")
+    second = searcher.suggest("c")
+    assert first and second and {first["epochs"], second["epochs"]} == {1, 200}
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert sorted((t.number, t.user_attrs.get("tune_trial_id")) for t in trials) == [(0, "b"), (1, "c")]
