@@ -156,7 +156,7 @@ def _damaged_copies_are_caught(sweep_dir: Path, tmp_path: Path, finished: str, f
 
 @pytest.mark.slow
 def test_time_limited_sweep_interrupted_twice_then_resumed_to_its_end(tmp_path: Path, procs, capsys) -> None:
-    """A sweep with `budget.time_limit: 60s` (long trials under ASHA) gets Ctrl-C twice once a trial has
+    """A sweep with `budget.time_limit: 40s` (long trials under ASHA) gets Ctrl-C twice once a trial has
     reported: the second interrupt still writes trials.parquet, marks the MLflow parent KILLED (before:
     FAILED, no Parquet) and prints the resume hint (exit 130). `resume` then runs the rest of the time
     budget and ends with exit code 0 (before: it compared its own elapsed time with the whole limit and
@@ -167,7 +167,7 @@ def test_time_limited_sweep_interrupted_twice_then_resumed_to_its_end(tmp_path: 
     spec = _spec(tmp_path, trials=4, concurrency=2, epochs=200,
                  extra="scheduler: {type: asha, metric: robust_acc, grace_period: 1, reduction_factor: 2}\n")
     spec.write_text(spec.read_text().replace("budget: {trials: 4, concurrency: 2}",
-                                             "budget: {trials: 4, concurrency: 2, time_limit: 60s}"))
+                                             "budget: {trials: 4, concurrency: 2, time_limit: 40s}"))
     out = tmp_path / "sweep"
     sweep = procs(["sweep", str(spec), "--out", str(out), "--num-cpus", "2", "-q"], name="sweep")
     deadline = time.monotonic() + 300
