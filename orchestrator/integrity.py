@@ -48,6 +48,7 @@ from .layout import (
     first_line,
     mlflow_metric_name,
 )
+from .results import last_result
 from .search import set_constraints, supersede
 from .study_store import load_study, with_retry
 
@@ -197,7 +198,7 @@ def _tune_trials(experiment: str, problems: list[str]) -> dict[str, tuple[str, d
         return {}
     finally:
         quiet.setLevel(level)
-    return {t.trial_id: (t.status, dict(t.last_result or {})) for t in analysis.trials}
+    return {t.trial_id: (t.status, last_result(t)[0]) for t in analysis.trials}
 
 
 def _check_tune(tune: Mapping[str, tuple[str, dict]], rows: Mapping[str, dict], metrics: list[str],
@@ -333,6 +334,8 @@ def _check_mlflow(state: SweepState, sweep_dir: Path, rows: Mapping[str, dict], 
         epochs = per_epoch.get_group(tid)
         for m in [m for m in metrics if m in epochs.columns]:
             logged = _logged(client, run.info.run_id, mlflow_metric_name(m))
+            for epoch in sorted(set(logged) - {int(e) for e in epochs["epoch"]}):
+                problems.append(f"trial {tid}: epoch {epoch} {m} is in MLflow but not in {HISTORY_FILE}")
             for epoch, value in zip(epochs["epoch"], epochs[m]):
                 if not _is_finite(value):
                     continue

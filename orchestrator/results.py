@@ -8,7 +8,9 @@ the metric (``clean_acc``, ``robust_acc@4/255``, ...), ``epochs_done``, ``second
 ``checkpoint``, ``node_id``, ``hostname``, ``pid``, ``error``, ``optuna_number`` and
 ``optuna_state``. Column names and statuses are `orchestrator.layout`'s.
 ``history.parquet``: one row per trial and epoch (``trial_id``, ``epoch``, the metrics, ``final``),
-ending at the trial's ``epochs_done`` (Ray Tune's last result; see `_aligned_history`).
+ending at the trial's ``epochs_done`` (Ray Tune's last result, or the last checkpoint's report where
+that is newer; see `last_result` and `_aligned_history`); an epoch Tune's result file lacks comes from
+the reports the checkpoint carries.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from trainable.tune_adapter import FAILED_MARKER, TIMED_OUT, TrialSettings, build_config
+from trainable.tune_adapter import FAILED_MARKER, REPORTS_FILE, TIMED_OUT, TrialSettings, build_config, parse_reports
 
 from .layout import CONFIG_PREFIX, FINAL_KEY, HISTORY_FILE, PARAM_PREFIX, TRIALS_FILE, TUNE_KEYS, first_line
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,7 +82,7 @@ def collect(experiment_path: str, param_names: Iterable[str], early_stop_status:
     rows: list[dict[str, Any]] = []
     histories: list[pd.DataFrame] = []
     for trial in analysis.trials:
-        last = dict(trial.last_result or {})
+        last, saved = last_result(trial)
         number, state = optuna_trials.get(trial.trial_id, (None, None))
         status = trial_status(trial.status, last, early_stop_status, time_limit_reached)
         if trial.status == "TERMINATED" and status != "finished" and (state == "RUNNING"
@@ -105,7 +109,7 @@ def collect(experiment_path: str, param_names: Iterable[str], early_stop_status:
         row["optuna_number"] = number
         row["optuna_state"] = state
         rows.append(row)
-        frame = analysis.trial_dataframes.get(trial.trial_id)
+        frame = _with_saved_reports(analysis.trial_dataframes.get(trial.trial_id), saved)
         if frame is not None and len(frame) and "epoch" in frame:
             histories.append(_aligned_history(trial.trial_id, frame, last, row["epochs_done"]))
     trials = pd.DataFrame(rows)
@@ -131,6 +135,52 @@ def resolved_settings(config: Mapping[str, Any], settings: TrialSettings) -> dic
         return {f"{CONFIG_PREFIX}error": first_line(exc)}
     return {CONFIG_PREFIX + k: (",".join(f"{x:.6g}" for x in v) if isinstance(v, (list, tuple)) else v)
             for k, v in resolved.items()}
+
+
+def last_result(trial: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A Tune trial's last result, or its last checkpoint's last report where that is newer (a result
+    Tune processed but did not keep), and the checkpoint's per-epoch reports (`checkpoint_reports`)."""
+    last = dict(trial.last_result or {})
+    saved = checkpoint_reports(trial.checkpoint)
+    if saved and _epoch(saved[-1]) > _epoch(last):
+        last = {**last, **saved[-1]}
+    return last, saved
+
+
+def checkpoint_reports(checkpoint: Any) -> list[dict[str, Any]]:
+    """The per-epoch reports a trial's checkpoint carries (`trainable.tune_adapter.REPORTS_FILE`), read
+    through the checkpoint's own file system (local, NFS or object store); [] when it has none."""
+    if checkpoint is None:
+        return []
+    try:
+        import pyarrow.fs as pafs
+
+        path = f"{checkpoint.path}/{REPORTS_FILE}"
+        if checkpoint.filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+            return []
+        with checkpoint.filesystem.open_input_stream(path) as fh:
+            return parse_reports(fh.readall().decode())
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the reports of checkpoint %s (%s); Ray Tune's result file alone is used",
+                    checkpoint.path, first_line(exc))
+        return []
+
+
+def _with_saved_reports(frame: pd.DataFrame | None, saved: list[dict[str, Any]]) -> pd.DataFrame | None:
+    """Tune's per-epoch frame plus the checkpoint's reports of the epochs it lacks."""
+    if not saved:
+        return frame
+    have = set() if frame is None or "epoch" not in frame else {int(e) for e in frame["epoch"].dropna()}
+    missing = [r for r in saved if _epoch(r) not in have]
+    if not missing:
+        return frame
+    extra = pd.DataFrame(missing)
+    return extra if frame is None or not len(frame) else pd.concat([frame, extra], ignore_index=True)
+
+
+def _epoch(result: Mapping[str, Any]) -> int:
+    value = result.get("epoch")
+    return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0
 
 
 def _aligned_history(trial_id: str, frame: pd.DataFrame, last: Mapping[str, Any], epochs_done: int) -> pd.DataFrame:

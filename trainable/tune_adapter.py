@@ -55,6 +55,10 @@ from .loop import TrainingDiverged, train
 CRASH_HOOK_ENV = "CFAMC_TEST_CRASH_ONCE_DIR"
 PROGRESS_HOOK_ENV = "CFAMC_TEST_PROGRESS_DIR"
 FAILED_MARKER = "deterministic_failure.txt"
+# In every checkpoint: each epoch reported up to it, one JSON object per line. Ray Tune's result file can
+# lack an epoch after a restore (Tune copies it back from storage, where the last line may not have
+# reached yet); the sweep's results fill such a gap from here (`orchestrator.results`).
+REPORTS_FILE = "reports.jsonl"
 TIMED_OUT = "TrialTimedOut"  # the error name of a trial stopped by its time limit (results: `timed_out`)
 DETERMINISTIC_ERRORS = (TrainingDiverged, ConfigError, DatasetError, CheckpointError)
 
@@ -159,22 +163,25 @@ def _run(config: TrialConfig, settings: TrialSettings, trial_id: str) -> None:
     crash_dir = os.environ.get(CRASH_HOOK_ENV)
     progress_dir = os.environ.get(PROGRESS_HOOK_ENV)
     reported = 0
+    reports: list[dict[str, Any]] = []  # every epoch's report so far, saved with each checkpoint
     checkpoint = tune.get_checkpoint()
     if progress_dir:
         _record_progress(Path(progress_dir), trial_id, event="start", node_id=node_id,
                          from_checkpoint=checkpoint is not None)
 
     def report(metrics: dict[str, float], write_checkpoint: Callable[[Path], Path]) -> None:
-        nonlocal reported
+        nonlocal reported, reports
         epoch = int(metrics.get("epoch", 0))
         saved = epoch >= config.epochs or epoch % max(1, settings.checkpoint_every) == 0
+        full = _full_metrics(metrics, config, settings, node_id)
+        reports = [r for r in reports if int(r.get("epoch", 0)) < epoch] + [full]
         if saved:
             with tempfile.TemporaryDirectory(prefix="cfamc-ckpt-") as tmp:
                 write_checkpoint(Path(tmp))
-                tune.report(_full_metrics(metrics, config, settings, node_id),
-                            checkpoint=tune.Checkpoint.from_directory(tmp))
+                write_reports(Path(tmp), reports)
+                tune.report(full, checkpoint=tune.Checkpoint.from_directory(tmp))
         else:
-            tune.report(_full_metrics(metrics, config, settings, node_id))
+            tune.report(full)
         reported += 1
         if progress_dir:
             _record_progress(Path(progress_dir), trial_id, event="epoch", epoch=epoch, node_id=node_id,
@@ -187,9 +194,25 @@ def _run(config: TrialConfig, settings: TrialSettings, trial_id: str) -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="cfamc-resume-") as tmp:
             checkpoint.to_directory(tmp)
+            reports = read_reports(Path(tmp))
             final = train(config, reporter=report, resume_from=Path(tmp))
     if reported == 0:  # resumed from the last epoch's checkpoint: report the final result once more
         tune.report(_full_metrics(final, config, settings, node_id))
+
+
+def write_reports(directory: Path, reports: list[dict[str, Any]]) -> None:
+    """`REPORTS_FILE` in a checkpoint directory: one JSON object per reported epoch."""
+    (directory / REPORTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in reports))
+
+
+def read_reports(directory: Path) -> list[dict[str, Any]]:
+    """The reports a checkpoint directory carries (none for a checkpoint written before they were kept)."""
+    path = directory / REPORTS_FILE
+    return parse_reports(path.read_text()) if path.exists() else []
+
+
+def parse_reports(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _full_metrics(metrics: Mapping[str, float], config: TrialConfig, settings: TrialSettings,

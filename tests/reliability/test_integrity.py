@@ -148,10 +148,31 @@ def _damaged_copies_are_caught(sweep_dir: Path, tmp_path: Path, finished: str, f
     problems = check_sweep(bad).problems
     assert any(failed in p and "0 MLflow child runs" in p for p in problems), problems
     assert any(finished in p and "clean_acc" in p and "0.123456" in p for p in problems), problems
-
+    client.log_metric(runs[finished].info.run_id, "clean_acc", 0.5, step=7)  # an epoch history.parquet lacks
+    assert any(finished in p and "epoch 7 clean_acc is in MLflow but not in history.parquet" in p
+               for p in check_sweep(bad).problems)
     # the CLI: one line and exit code 1 when the records disagree
     assert main(["check", str(bad)]) == 1
     assert main(["check", str(tmp_path / "nowhere")]) == 2
+
+    # Ray Tune's result file without an epoch (as Tune leaves it when it copies the file back from
+    # storage on a restore): the epoch comes from the reports the trial's last checkpoint carries
+    # (they span the crash and the resume), with the values history.parquet had
+    from orchestrator.results import collect
+
+    bad = copy("result-file-gap")
+    result_file = bad / "tune" / f"trial_{finished}" / "result.json"
+    lines = result_file.read_text().splitlines()
+    result_file.write_text("\n".join(line for line in lines if json.loads(line)["epoch"] != 1) + "\n")
+    state = SweepState.load(bad)
+    history = collect(str(state.experiment_dir(bad)), ["lr"], "early_stopped").history
+    want = pd.read_parquet(sweep_dir / "history.parquet")
+    got, want = (h[h["trial_id"] == finished].set_index("epoch") for h in (history, want))
+    assert got.index.tolist() == want.index.tolist() == [1, 2]
+    for column in ("train_loss", "clean_acc", "robust_acc"):
+        assert got[column].fillna(-1.0).tolist() == want[column].fillna(-1.0).tolist(), column  # NaN: no eval
+    assert main(["check", str(bad)]) == 0  # `check` reads Tune's records the same way
+
 
 
 @pytest.mark.slow
@@ -224,10 +245,10 @@ def test_trial_past_its_time_limit_is_timed_out_and_locked_stores_are_waited_for
     release = threading.Event()
     locker = threading.Thread(target=_hold_lock, args=(db, release))
     locker.start()
-    try:  # ... and lasts until both have trained an epoch (the 1-epoch trial has ended; its outcome is
-        # told while the study is locked) and past SQLite's 5 s busy timeout; the workers' progress
-        # lines say so without the driver, which waits for the lock
-        while sum(any(e["event"] == "epoch" for e in events) for events in progress_events(progress).values()) < 2:
+    try:  # ... and lasts until the 1-epoch trial has trained its epoch (its outcome is then told while the
+        # study is locked) and past SQLite's 5 s busy timeout; its worker's progress line says so without
+        # the driver, which waits for the lock (so the other trial's report may wait too)
+        while not _trained_an_epoch(out, progress, epochs=1):
             assert sweep.poll() is None and time.monotonic() < deadline, sweep.output()[-3000:]
             time.sleep(0.2)
         time.sleep(10.0)  # the outcome's tell waits 5 s in SQLite, then retries
@@ -259,6 +280,19 @@ def test_trial_past_its_time_limit_is_timed_out_and_locked_stores_are_waited_for
         # the watchdog ends the worker right after reporting it)
         assert set(epochs) <= {m.step for m in client.get_metric_history(run.info.run_id, "train_loss")}
     _check(out, capsys)
+
+
+def _trained_an_epoch(sweep_dir: Path, progress: Path, epochs: int) -> bool:
+    """Whether the trial configured with `epochs` epochs has reported one (its worker's progress line)."""
+    for trial_id, events in progress_events(progress).items():
+        params = sweep_dir / "tune" / f"trial_{trial_id}" / "params.json"
+        try:
+            configured = json.loads(params.read_text()).get("epochs")
+        except (OSError, ValueError):
+            continue
+        if configured == epochs and any(e["event"] == "epoch" for e in events):
+            return True
+    return False
 
 
 def _count(db: Path, query: str) -> int:
