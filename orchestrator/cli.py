@@ -17,7 +17,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .layout import EXIT_INTERRUPTED, EXIT_OK, SPEC_COPY, STATE_FILE, CommandError, SweepState, UserError, one_line
+from .layout import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    SPEC_COPY,
+    STATE_FILE,
+    CommandError,
+    SweepState,
+    UserError,
+    bound_mlflow_http_retries,
+    one_line,
+)
 
 if TYPE_CHECKING:
     from .sweep import SweepOptions
@@ -439,10 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bound_mlflow_http_retries()  # a tracking server that is down must not stall the sweep's driver for minutes
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # a request MLflow gave up on is reported once, not once per retry
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
         return int(args.func(args))
     except CommandError as exc:  # every error meant for the user: one line, its exit code

@@ -380,6 +380,19 @@ OPTUNA_STATE = {"finished": "COMPLETE", "early_stopped": "PRUNED", "stopped": "P
                 "failed": "FAIL", "interrupted": None, "pending": None}
 
 
+# MLflow's HTTP client retries a request up to 7 times with a backoff factor of 2 (minutes against a
+# server that is down, every tracking call of the driver blocking that long); our defaults, where unset
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def bound_mlflow_http_retries() -> None:
+    """Put `MLFLOW_HTTP_DEFAULTS` into ``os.environ`` wherever the user has not set the variable, so a
+    tracking server that is down costs a few seconds per call, not minutes (MLflow reads them per request)."""
+    for name, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
 def mlflow_metric_name(name: str) -> str:
     """Our metric name as MLflow accepts it: ``robust_acc@4/255`` -> ``robust_acc_at_4/255``."""
     return re.sub(r"[^A-Za-z0-9_\-. /:]", "_", name.replace("@", "_at_"))

@@ -339,7 +339,7 @@ def _quiet_tune_output() -> None:
 
 def _write_report(sweep_dir: Path) -> None:
     """The Pareto report of the sweep; a sweep with nothing to report says why."""
-    from analysis.report import ReportError, write_report
+    from analysis.report import MlflowLogError, ReportError, write_report
 
     try:
         report = write_report(sweep_dir)
@@ -351,6 +351,8 @@ def _write_report(sweep_dir: Path) -> None:
             print(line)
     except ReportError as exc:
         print(f"note: no report: {exc}", file=sys.stderr)
+    except MlflowLogError as exc:  # MLflow down: the sweep still finishes; `resume` logs the report again
+        print(f"warning: {exc}", file=sys.stderr)
 
 
 def _verify(sweep_dir: Path, spec: SweepSpec, options: SweepOptions) -> None:

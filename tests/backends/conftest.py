@@ -2,7 +2,8 @@
 
 - `postgres`: a throwaway PostgreSQL cluster (the Debian package's ``initdb``/``pg_ctl``) in a temp
   directory, password authentication over TCP, a role ``sweeps`` with a password, a database per test;
-- `mlflow_server`: ``mlflow server`` with a SQLite backend and its own artifact directory.
+- `mlflow_server`: ``mlflow server`` with a SQLite backend and its own artifact directory (`MlflowServer`,
+  which a test can also start, stop and start again itself).
 
 Where a server cannot start (no PostgreSQL binaries, no free port) the tests that need it skip with
 one line saying why. PostgreSQL refuses to run as root, so as root the cluster runs as the
@@ -23,7 +24,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import pytest
 
@@ -115,41 +116,61 @@ def postgres() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``http://127.0.0.1:PORT`` of a real ``mlflow server`` (SQLite backend, one worker)."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-           "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1"]
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1:`port` with a SQLite backend and artifacts under `root`; `stop`
+    then `start` again is the same server (same port and store) back up."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.root, self.port = Path(root), port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._log: IO[str] | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        """Start it and wait for /health; skip the test (one line) where it cannot start."""
+        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+               f"sqlite:///{self.root / 'mlflow.db'}", "--artifacts-destination", str(self.root / "artifacts"),
+               "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        self._log = open(self.root / "server.log", "a")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
         while True:
-            if proc.poll() is not None:
-                pytest.skip(f"MLflow server could not start (exit {proc.returncode}): "
-                            f"{(root / 'server.log').read_text().strip().splitlines()[-1:]}")
+            if self.proc.poll() is not None:
+                pytest.skip(f"MLflow server could not start (exit {self.proc.returncode}): "
+                            f"{(self.root / 'server.log').read_text().strip().splitlines()[-1:]}")
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:
                     if reply.status == 200:
-                        break
+                        return
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.skip("MLflow server could not start: no answer on /health within 120 s")
-            time.sleep(0.5)
-        print(f"\nbackend: mlflow server at {url} (SQLite backend)", file=sys.stderr)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+                self.stop()
+                pytest.skip(f"MLflow server could not start: no answer on /health within {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """SIGTERM its process group (SIGKILL after 30 s); nothing if it is not running."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=30)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-        log.close()
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a real ``mlflow server`` (SQLite backend, one worker)."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        server.start()
+        print(f"\nbackend: mlflow server at {server.url} (SQLite backend)", file=sys.stderr)
+        yield server.url
+    finally:
+        server.stop()

@@ -4,7 +4,8 @@ tracking store on an ``mlflow server`` (tests/backends/conftest.py starts both o
 A sweep against both is started, its driver SIGKILLed once a trial has finished, and resumed: every
 trial once in trials.parquet, in the PostgreSQL study and among the server's MLflow runs; the
 password is never in ``sweep.json`` and resume reads it from ``CFAMC_STUDY_PASSWORD``; ``check``,
-``report`` and ``ui`` work on the result.
+``report`` and ``ui`` work on the result. The tracking server is also stopped mid-sweep: the sweep
+finishes, ``check`` lists what MLflow lacks, and ``resume`` once it is back logs it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pytest
 
 from orchestrator.layout import STUDY_PASSWORD_ENV, SweepState
 from orchestrator.study_storage import check_study_url, masked, open_storage, split_password, storage_problem
-from tests.backends.conftest import PG_PASSWORD, PG_USER, Postgres
+from tests.backends.conftest import PG_PASSWORD, PG_USER, MlflowServer, Postgres
 from tests.reliability.conftest import CLI, Proc, child_env
+from tests.reliability.test_faults import mlflow_children, progress_events
 from tests.specs import tiny_spec
 
 TINY_BASE = "train_images: 40, eval_images: 20, probe_epochs: 1"
@@ -164,3 +166,50 @@ def test_sweep_kill_resume_on_postgres_study_and_mlflow_server(tmp_path: Path, p
     assert (out / "report" / "report.md").is_file()
     ui = procs(["ui", str(out)], name="ui")
     assert ui.wait(120) == 0 and mlflow_server in ui.output()
+
+
+@pytest.mark.slow
+def test_mlflow_server_stopped_mid_sweep_then_resume_logs_what_it_lacks(tmp_path: Path, procs) -> None:
+    server = MlflowServer(tmp_path / "mlflow-server")
+    server.root.mkdir()
+    try:
+        server.start()
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(tiny_spec(name="outage", trials=2, concurrency=1, epochs=3, base=TINY_BASE))
+        out, progress = tmp_path / "sweep", tmp_path / "progress"
+        sweep = procs(["sweep", str(spec), "--out", str(out), "--tracking-uri", server.url, "--num-cpus", "2", "-q"],
+                      env={"CFAMC_TEST_PROGRESS_DIR": str(progress), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+                      name="sweep")  # no retries: each call refused at once (the default's 2 cost ~2 s a call)
+        deadline = time.monotonic() + 300
+        while not any(e.get("event") == "epoch" for events in progress_events(progress).values() for e in events):
+            assert sweep.poll() is None, sweep.output()[-3000:]
+            assert time.monotonic() < deadline, sweep.output()[-3000:]
+            time.sleep(0.1)
+        server.stop()  # the shared tracking server goes down after the first epoch
+
+        code = sweep.wait(400)
+        output = sweep.output()
+        assert code == 1, output[-3000:]  # the sweep ends; its check (MLflow lacks metrics) fails it
+        assert "MLflow tracking failed" in output and "Traceback" not in output, output[-3000:]
+        trials = pd.read_parquet(out / "trials.parquet")
+        assert len(trials) == 2 and set(trials["status"]) == {"finished"}, trials
+        assert "MLflow: cannot read the sweep's runs" in output, output[-3000:]  # the sweep's own check
+
+        server.start()  # back, same port and store
+        check = procs(["check", str(out)], name="check")
+        assert check.wait(120) == 1, check.output()[-3000:]
+        assert "0 MLflow child runs" in check.output() or "not in MLflow" in check.output(), check.output()[-3000:]
+        resume = procs(["resume", str(out), "--num-cpus", "2", "-q"], name="resume")
+        assert resume.wait(300) == 0, resume.output()[-3000:]
+        assert "check: OK" in resume.output(), resume.output()[-3000:]
+
+        history = pd.read_parquet(out / "history.parquet")
+        client, children = mlflow_children(out)
+        assert sorted(r.data.tags["tune_trial_id"] for r in children) == sorted(trials["trial_id"])
+        for run in children:
+            epochs = history.loc[history["trial_id"] == run.data.tags["tune_trial_id"], "epoch"]
+            assert sorted(epochs) == [1, 2, 3]
+            logged = {int(m.step) for m in client.get_metric_history(run.info.run_id, "epoch")}
+            assert set(epochs) <= logged, (run.data.tags, logged)
+    finally:
+        server.stop()

@@ -17,6 +17,7 @@ from orchestrator.layout import (
     SweepError,
     SweepState,
     UserError,
+    bound_mlflow_http_retries,
     format_objectives,
     metric_name_from_mlflow,
     mlflow_metric_name,
@@ -89,6 +90,21 @@ def test_metric_names_round_trip_through_mlflow() -> None:
         assert metric_name_from_mlflow(mlflow_metric_name(name)) == name
     assert mlflow_metric_name("robust_acc@8/255") == "robust_acc_at_8/255"
     assert mlflow_metric_name("a*b") == "a_b"
+
+
+def test_mlflow_http_retries_are_bounded_unless_the_user_set_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "5")  # the user's choice
+    bound_mlflow_http_retries()
+    assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 2 and MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 30
+    assert MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get() == 5
 
 
 def test_objectives_as_text() -> None:
