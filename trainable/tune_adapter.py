@@ -27,7 +27,7 @@ default), nothing happens.
 
 TEST HOOK (tests only): when ``CFAMC_TEST_PROGRESS_DIR`` names a directory, every trial attempt
 appends JSON lines to ``<dir>/<trial_id>.jsonl``: ``{"event": "start", "pid", "node_id",
-"from_checkpoint"}`` when the attempt starts and ``{"event": "epoch", "epoch", "pid", "node_id",
+"from_checkpoint", "epochs"}`` when the attempt starts and ``{"event": "epoch", "epoch", "pid", "node_id",
 "checkpoint"}`` after each epoch's report (its checkpoint, if any, is then persisted), so a fault-injection test can find the
 trial's worker process and kill it mid-epoch. Unset (the default), nothing is written.
 """
@@ -167,7 +167,7 @@ def _run(config: TrialConfig, settings: TrialSettings, trial_id: str) -> None:
     checkpoint = tune.get_checkpoint()
     if progress_dir:
         _record_progress(Path(progress_dir), trial_id, event="start", node_id=node_id,
-                         from_checkpoint=checkpoint is not None)
+                         from_checkpoint=checkpoint is not None, epochs=config.epochs)
 
     def report(metrics: dict[str, float], write_checkpoint: Callable[[Path], Path]) -> None:
         nonlocal reported, reports

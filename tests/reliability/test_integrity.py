@@ -248,7 +248,7 @@ def test_trial_past_its_time_limit_is_timed_out_and_locked_stores_are_waited_for
     try:  # ... and lasts until the 1-epoch trial has trained its epoch (its outcome is then told while the
         # study is locked) and past SQLite's 5 s busy timeout; its worker's progress line says so without
         # the driver, which waits for the lock (so the other trial's report may wait too)
-        while not _trained_an_epoch(out, progress, epochs=1):
+        while not _trained_an_epoch(progress, epochs=1):
             assert sweep.poll() is None and time.monotonic() < deadline, sweep.output()[-3000:]
             time.sleep(0.2)
         time.sleep(10.0)  # the outcome's tell waits 5 s in SQLite, then retries
@@ -282,17 +282,10 @@ def test_trial_past_its_time_limit_is_timed_out_and_locked_stores_are_waited_for
     _check(out, capsys)
 
 
-def _trained_an_epoch(sweep_dir: Path, progress: Path, epochs: int) -> bool:
-    """Whether the trial configured with `epochs` epochs has reported one (its worker's progress line)."""
-    for trial_id, events in progress_events(progress).items():
-        params = sweep_dir / "tune" / f"trial_{trial_id}" / "params.json"
-        try:
-            configured = json.loads(params.read_text()).get("epochs")
-        except (OSError, ValueError):
-            continue
-        if configured == epochs and any(e["event"] == "epoch" for e in events):
-            return True
-    return False
+def _trained_an_epoch(progress: Path, epochs: int) -> bool:
+    """Whether the trial configured with `epochs` epochs has reported one (its worker's progress lines)."""
+    return any(any(e["event"] == "start" and e.get("epochs") == epochs for e in events)
+               and any(e["event"] == "epoch" for e in events) for events in progress_events(progress).values())
 
 
 def _count(db: Path, query: str) -> int:
