@@ -425,3 +425,41 @@ def test_a_suggestion_whose_tagging_meets_a_locked_study_is_not_asked_again(tmp_
     assert first and second and {first["epochs"], second["epochs"]} == {1, 200}
     trials = optuna.load_study(study_name="s", storage=url).trials
     assert sorted((t.number, t.user_attrs.get("tune_trial_id")) for t in trials) == [(0, "b"), (1, "c")]
+
+
+def test_a_tell_the_disk_refused_is_logged_then_told_by_the_repair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite "database or disk is full" on a trial's outcome (not transient: no retry) is one logged
+    line naming the trial, the sweep goes on, the Optuna trial stays RUNNING; the sweep's repair then
+    tells it COMPLETE with the values of trials.parquet, once."""
+    import logging
+
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    from orchestrator.integrity import repair_study
+    from orchestrator.search import make_searcher
+    from orchestrator.spec import parse_spec
+
+    spec = parse_spec(tiny_spec(), tmp_path / "spec.yaml")
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = make_searcher(spec.space, spec.metrics, spec.modes, spec.sampler, spec.sampler_options, "s", url)
+    assert searcher.suggest("a")
+    tell = optuna.Study.tell
+
+    def full(self, *args, **kwargs):
+        raise OperationalError("UPDATE trials", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(optuna.Study, "tell", full)
+    with caplog.at_level(logging.ERROR, logger="orchestrator.search"):
+        searcher.on_trial_complete("a", {"clean_acc": 0.5, "robust_acc": 0.25, "final": 1.0})
+    assert [r.getMessage() for r in caplog.records if "could not record trial a" in r.getMessage()]
+    assert [t.state.name for t in optuna.load_study(study_name="s", storage=url).trials] == ["RUNNING"]
+
+    monkeypatch.setattr(optuna.Study, "tell", tell)  # the disk has room again at the end of the sweep
+    rows = pd.DataFrame([{"trial_id": "a", "status": "finished", "clean_acc": 0.5, "robust_acc": 0.25}])
+    notes = repair_study(url, "s", rows, ["clean_acc", "robust_acc"])
+    assert notes == ["trial a: told Optuna COMPLETE (Tune's outcome had not reached the study)"]
+    assert repair_study(url, "s", rows, ["clean_acc", "robust_acc"]) == []  # never told twice
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [(t.state.name, t.values) for t in trials] == [("COMPLETE", [0.5, 0.25])]
