@@ -611,13 +611,14 @@ def test_worker_node_removed_its_trial_finishes_on_the_remaining_node(tmp_path: 
     # Tune's result file in --storage is synced from the driver now and then, so a line written just
     # before the node was lost may be missing there; what must hold: no epoch trained twice (it continued
     # from its checkpoint on the head node, not from scratch), the first epoch on the lost node, the last
-    # on the head, and history.parquet agreeing with it
+    # on the head, and history.parquet holding every epoch (one the result file lacks comes from the
+    # reports the trial's checkpoint carries)
     reported = result_lines(experiment / f"trial_{moved}")
     epochs = [r["epoch"] for r in reported]
     assert epochs == sorted(set(epochs)) and epochs[0] == 1 and epochs[-1] == 3, reported
     assert reported[0]["node_id"] == worker_id and reported[-1]["node_id"] == head_id
     history = pd.read_parquet(out / "history.parquet")
-    assert history.loc[history["trial_id"] == moved, "epoch"].tolist() == [int(e) for e in epochs]
+    assert history.loc[history["trial_id"] == moved, "epoch"].tolist() == [1, 2, 3]
 
 
 # --- 6. two sweeps at once on one tracking store and storage ------------------------------------------------
