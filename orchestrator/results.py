@@ -153,13 +153,8 @@ def checkpoint_reports(checkpoint: Any) -> list[dict[str, Any]]:
     if checkpoint is None:
         return []
     try:
-        import pyarrow.fs as pafs
-
-        path = f"{checkpoint.path}/{REPORTS_FILE}"
-        if checkpoint.filesystem.get_file_info(path).type == pafs.FileType.NotFound:
-            return []
-        with checkpoint.filesystem.open_input_stream(path) as fh:
-            return parse_reports(fh.readall().decode())
+        text = _read_text(checkpoint.filesystem, f"{checkpoint.path}/{REPORTS_FILE}")
+        return parse_reports(text) if text is not None else []
     except (OSError, ValueError) as exc:
         log.warning("cannot read the reports of checkpoint %s (%s); Ray Tune's result file alone is used",
                     checkpoint.path, first_line(exc))
@@ -226,15 +221,20 @@ def _is_number(value: Any) -> bool:
 def marker_text(trial: Any) -> str | None:
     """The trial's deterministic-failure marker in Tune's storage (`trainable.tune_adapter`), or None."""
     try:
-        import pyarrow.fs as pafs
-
-        fs, path = trial.storage.storage_filesystem, f"{trial.path}/{FAILED_MARKER}"
-        if fs.get_file_info(path).type == pafs.FileType.NotFound:
-            return None
-        with fs.open_input_stream(path) as fh:
-            return fh.readall().decode(errors="replace").strip()
+        text = _read_text(trial.storage.storage_filesystem, f"{trial.path}/{FAILED_MARKER}")
+        return text.strip() if text is not None else None
     except Exception:  # noqa: BLE001 - no readable marker: the trial is judged by its error alone
         return None
+
+
+def _read_text(fs: Any, path: str) -> str | None:
+    """A file in Ray Tune's storage (a pyarrow file system: local, NFS or object store); None if absent."""
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as fh:
+        return fh.readall().decode(errors="replace")
 
 
 def _error_line(trial: Any) -> str | None:
